@@ -1,0 +1,488 @@
+"""The `passeur` command line. Exit codes: 0 success, 1 refused or failed, 2 usage, 3 config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from daemon import __version__, i18n
+from daemon.context import Context
+from daemon.errors import ConfigError, Rejected
+from daemon.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from daemon.queue import Item
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
+
+Handler = Callable[[Context, argparse.Namespace], int]
+
+
+def out(text: str = "") -> None:
+    """Print a line for the user."""
+    print(text)
+
+
+def err(text: str) -> None:
+    """Print an error line for the user."""
+    print(text, file=sys.stderr)
+
+
+def emit_json(value: Any) -> None:
+    """Print a JSON document (stable, documented in docs/cli.md)."""
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+# ---------------------------------------------------------------- keys and packing
+
+
+def cmd_keygen(ctx: Context, args: argparse.Namespace) -> int:
+    """Create the accountant firm's signing key pair."""
+    from daemon.keys import SigningKey
+
+    key = SigningKey.generate()
+    try:
+        key.save(args.out)
+    except FileExistsError:
+        err(_("{path} already exists: choose another file name").format(path=args.out))
+        return EXIT_FAILED
+    out(key.public.text)
+    err(_("Private key written to {path} (keep it secret); key id {key_id}").format(
+        path=args.out, key_id=key.public.key_id))
+    return EXIT_OK
+
+
+def _fiscal_year(text: str) -> tuple[date, date]:
+    try:
+        start, end = (date.fromisoformat(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(_("expected START:END, e.g. 2020-01-01:2020-12-31"))
+    return start, end
+
+
+def _source(text: str) -> tuple[str, Path]:
+    module, sep, path = text.partition("=")
+    if not sep:
+        return "", Path(text)
+    return module, Path(path)
+
+
+def cmd_pack(ctx: Context, args: argparse.Namespace) -> int:
+    """Build a signed exchange file from content files."""
+    from daemon.exchange import Source, pack_exchange
+    from daemon.keys import KeyFormatError, SigningKey
+    from daemon.manifest import MODULES, Manifest
+    from daemon.naming import Kind
+
+    try:
+        key = SigningKey.load(args.key)
+    except (KeyFormatError, OSError):
+        err(_("{path}: not a passeur private key").format(path=args.key))
+        return EXIT_FAILED
+    sources, modules = [], {}
+    for module, path in args.files:
+        if module and module not in MODULES:
+            err(_("unknown module {module} (expected one of: {names})").format(
+                module=module, names=", ".join(MODULES)))
+            return EXIT_USAGE
+        inner = f"{module}/{path.name}" if module else path.name
+        sources.append(Source(inner, path))
+        if module:
+            modules.setdefault(module, []).append(inner)
+    generated = args.date or datetime.now().astimezone()
+    manifest = Manifest(
+        kind=Kind(args.kind), dossier=args.dossier, dossier_name=args.name,
+        generated_at=generated.replace(microsecond=0),
+        fiscal_year_start=args.fiscal_year[0], fiscal_year_end=args.fiscal_year[1],
+        sequence=args.sequence, key_id="", files=(),
+        modules={m: tuple(items) for m, items in modules.items()},
+        delta_only=args.delta_only, etalon=args.etalon, objective=args.objective,
+        comments=args.comments,
+    )
+    try:
+        path = pack_exchange(args.out, key, manifest, sources, store=args.store)
+    except (OSError, Rejected) as exc:
+        err(str(exc))
+        return EXIT_FAILED
+    out(str(path))
+    return EXIT_OK
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(text) from None
+    return value if value.tzinfo else value.astimezone()
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def cmd_trust(ctx: Context, args: argparse.Namespace) -> int:
+    """Add, list or remove trusted public keys."""
+    from daemon import config_edit
+    from daemon.keys import KeyFormatError, PublicKey
+
+    if args.action == "add":
+        try:
+            key = PublicKey.from_text(args.key)
+        except KeyFormatError:
+            err(_("not a public key: {text} (expected ed25519:…)").format(text=args.key))
+            return EXIT_FAILED
+        config_edit.add_trusted_key(ctx.config_path, key, args.label)
+        out(_("Key {key_id} is now trusted").format(key_id=key.key_id))
+    elif args.action == "remove":
+        if not config_edit.remove_trusted_key(ctx.config_path, args.key):
+            err(_("No trusted key {key_id}").format(key_id=args.key))
+            return EXIT_FAILED
+        out(_("Key {key_id} is no longer trusted").format(key_id=args.key))
+    else:
+        for trusted in ctx.config.trusted_keys:
+            out(f"{trusted.key.key_id}  {trusted.key.text}  {trusted.label}".rstrip())
+    return EXIT_OK
+
+
+def cmd_dossier(ctx: Context, args: argparse.Namespace) -> int:
+    """Add, list or remove dossiers."""
+    from daemon import config_edit
+
+    if args.action == "add":
+        config_edit.add_dossier(ctx.config_path, args.number, args.name, args.folder or "")
+        out(_("Dossier {number} added").format(number=args.number))
+    elif args.action == "remove":
+        if not config_edit.remove_dossier(ctx.config_path, args.number):
+            err(_("No dossier {number}").format(number=args.number))
+            return EXIT_FAILED
+        out(_("Dossier {number} removed").format(number=args.number))
+    else:
+        for dossier in ctx.config.dossiers:
+            folder = f"  {dossier.folder}" if dossier.folder else ""
+            out(f"{dossier.number}  {dossier.name}{folder}")
+    return EXIT_OK
+
+
+def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
+    """Show the effective configuration and folders."""
+    config, paths = ctx.config, ctx.paths
+    data = {
+        "config_file": str(paths.config_file),
+        "config_exists": config.exists,
+        "language": i18n.current_language(),
+        "folders": {"data": str(paths.data), "spool": str(paths.spool),
+                    "quarantine": str(paths.quarantine), "trash": str(paths.trash),
+                    "logs": str(paths.logs)},
+        "app": {"name": config.app.name, "process_names": list(config.app.process_names),
+                "command": list(config.app.command),
+                "inbox": str(config.app.inbox) if config.app.inbox else None},
+        "dossiers": [{"number": d.number, "name": d.name,
+                      "folder": str(d.folder) if d.folder else None} for d in config.dossiers],
+        "trusted_keys": [{"id": t.key.key_id, "public_key": t.key.text, "label": t.label}
+                         for t in config.trusted_keys],
+        "sources": {"web": {"url": config.web.url, "poll_minutes": config.web.poll_minutes},
+                    "removable": config.removable,
+                    "watched_folders": [str(p) for p in config.watched_folders]},
+        "notifications": config.notifications,
+    }
+    if args.json:
+        emit_json(data)
+        return EXIT_OK
+    if not config.exists:
+        out(_("No configuration yet: {path} (passeur dossier add, passeur trust add)").format(
+            path=paths.config_file))
+    _print_tree(data)
+    return EXIT_OK
+
+
+def _print_tree(data: dict[str, Any], indent: str = "") -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out(f"{indent}{key}:")
+            _print_tree(value, indent + "  ")
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            out(f"{indent}{key}:")
+            for entry in value:
+                out(f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in entry.items()))
+        else:
+            out(f"{indent}{key}: {value}")
+
+
+# ---------------------------------------------------------------- exchanges and the queue
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    """Show the *Contenu de l'échange* of a file without importing it."""
+    from daemon.exchange import verify_exchange
+    from daemon.presentation import describe_exchange
+
+    try:
+        manifest = verify_exchange(args.file, ctx.config.keyring(), args.file.name)
+    except Rejected as rejection:
+        if args.json:
+            emit_json({"file": str(args.file), **rejection.as_dict()})
+        else:
+            err(_("{file}: refused: {reason}").format(file=args.file.name,
+                                                      reason=rejection.reason()))
+        return EXIT_FAILED
+    if args.json:
+        emit_json(manifest.to_dict())
+    else:
+        for line in describe_exchange(manifest):
+            out(line)
+    return EXIT_OK
+
+
+def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    """Verify files and queue them."""
+    from daemon.queue import Outcome
+
+    results = [ctx.intake.import_path(path, "manual") for path in args.files]
+    if args.json:
+        emit_json([result.to_json() for result in results])
+    for result in results if not args.json else ():
+        if result.outcome is Outcome.QUEUED:
+            out(_("{file}: queued").format(file=result.name))
+        elif result.outcome is Outcome.DUPLICATE:
+            out(_("{file}: already received").format(file=result.name))
+        else:
+            assert result.rejection is not None
+            err(_("{file}: refused: {reason}").format(file=result.name,
+                                                      reason=result.rejection.reason()))
+    return EXIT_FAILED if any(r.outcome is Outcome.REJECTED for r in results) else EXIT_OK
+
+
+def _state_words(item: Item) -> str:
+    from daemon.queue import State
+
+    if item.state is State.WAITING and item.restart_required:
+        return _("restart required")
+    return {
+        State.RECEIVED: _("received"),
+        State.WAITING: _("to integrate"),
+        State.DELIVERED: _("integrated"),
+        State.DELETED: _("deleted"),
+        State.REJECTED: _("refused"),
+    }[item.state]
+
+
+def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
+    """List the queue, or process / delete items."""
+    if args.action == "process":
+        return _queue_process(ctx, args)
+    if args.action == "delete":
+        return _queue_delete(ctx, args)
+    from daemon.queue import State
+
+    states = list(State) if args.all else [State.WAITING]
+    items = ctx.queue.items(states)
+    if args.json:
+        emit_json([item.to_json() for item in items])
+        return EXIT_OK
+    if not items:
+        out(_("No update waiting to be integrated"))
+        return EXIT_OK
+    out(_("List of entry files to integrate"))
+    for item in items:
+        created = _local_time(item.generated_at or item.received_at)
+        out(f"{item.id:>5}  {item.name:<28} {created}  {_state_words(item)}")
+    return EXIT_OK
+
+
+def _local_time(iso: str) -> str:
+    from daemon.presentation import format_datetime
+
+    return format_datetime(datetime.fromisoformat(iso).astimezone())
+
+
+def _queue_process(ctx: Context, args: argparse.Namespace) -> int:
+    from daemon.delivery import InboxNotConfigured, Result
+
+    if not args.all and not args.ids:
+        err(_("give item numbers, or --all"))
+        return EXIT_USAGE
+    try:
+        outcomes = ctx.delivery.process(None if args.all else args.ids)
+    except InboxNotConfigured:
+        err(_("The application's inbox folder is not configured ([app] inbox in {path})").format(
+            path=ctx.config_path))
+        return EXIT_CONFIG
+    messages = {
+        Result.DELIVERED: _("{file}: handed to {app}"),
+        Result.RESTART_REQUIRED: _("{file}: contains dossiers étalons: close {app} first, it "
+                                   "will be handed over then"),
+        Result.HELD: _("{file}: waits for the previous update of the dossier"),
+        Result.NOT_WAITING: _("{file}: not waiting any more"),
+    }
+    for outcome in outcomes:
+        out(messages[outcome.result].format(file=outcome.item.name, app=ctx.config.app.name))
+    if args.json:
+        emit_json([{"id": o.item.id, "file": o.item.name, "result": str(o.result)}
+                   for o in outcomes])
+    if args.ids and not outcomes:
+        err(_("No such item"))
+        return EXIT_FAILED
+    return EXIT_OK if all(o.result is Result.DELIVERED for o in outcomes) else EXIT_FAILED
+
+
+def _queue_delete(ctx: Context, args: argparse.Namespace) -> int:
+    failed = False
+    for item_id in args.ids:
+        item = ctx.delivery.delete(item_id)
+        if item is None:
+            err(_("Item {id} is not waiting in the queue").format(id=item_id))
+            failed = True
+        else:
+            out(_("{file}: deleted (kept in the trash for {days} days)").format(
+                file=item.name, days=30))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
+    """Show the whole flow in a temporary home."""
+    from daemon.demo import run_demo
+
+    return run_demo(args.keep)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (in the active language)."""
+    parser = argparse.ArgumentParser(
+        prog="passeur",
+        description=_("Carries accounting dossiers between you and your accountant."),
+    )
+    parser.add_argument("--version", action="version", version=f"passeur {__version__}")
+    parser.add_argument("--home", metavar=_("FOLDER"),
+                        help=_("keep config, queue and logs in this folder "
+                               "(also $PASSEUR_HOME)"))
+    sub = parser.add_subparsers(dest="command", metavar=_("COMMAND"), required=True)
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("keygen", cmd_keygen, _("create the accountant firm's signing key pair"))
+    p.add_argument("--out", type=Path, required=True, metavar=_("FILE"),
+                   help=_("private key file to create"))
+
+    p = command("pack", cmd_pack, _("build a signed exchange file (accountant side)"))
+    p.add_argument("--key", type=Path, required=True, metavar=_("FILE"),
+                   help=_("private key file"))
+    p.add_argument("--dossier", required=True, help=_("dossier number"))
+    p.add_argument("--name", required=True, help=_("dossier name"))
+    p.add_argument("--fiscal-year", type=_fiscal_year, required=True, metavar="START:END",
+                   help=_("fiscal year, e.g. 2020-01-01:2020-12-31"))
+    p.add_argument("--sequence", type=int, required=True,
+                   help=_("sequence number of this exchange for the dossier"))
+    p.add_argument("--kind", choices=["update", "dossier"], default="update",
+                   help=_("update (.wwz, default) or dossier (.wvz)"))
+    p.add_argument("--etalon", action="store_true", help=_("carries dossiers étalons"))
+    p.add_argument("--delta-only", action="store_true",
+                   help=_("integrate only the added, modified, deleted entries"))
+    p.add_argument("--objective", default="", help=_("objective of the exchange"))
+    p.add_argument("--comments", default="", help=_("comments"))
+    p.add_argument("--date", type=_aware_datetime, help=_("generation date-time (ISO 8601)"))
+    p.add_argument("--store", action="store_true", help=_("store files without compression"))
+    p.add_argument("--out", type=Path, default=Path("."), metavar=_("FOLDER"),
+                   help=_("where to write the file"))
+    p.add_argument("files", nargs="*", type=_source, metavar="[MODULE=]FILE",
+                   help=_("content files; MODULE is vat_declaration, entry_templates, "
+                          "associated_documents or situations"))
+
+    p = command("trust", cmd_trust, _("manage the accountant's trusted public keys"))
+    actions = p.add_subparsers(dest="action", metavar=_("ACTION"))
+    add = actions.add_parser("add", help=_("trust a public key"))
+    add.add_argument("key", help="ed25519:…")
+    add.add_argument("--label", default="", help=_("a name for this key"))
+    actions.add_parser("list", help=_("list trusted keys"))
+    rm = actions.add_parser("remove", help=_("stop trusting a key"))
+    rm.add_argument("key", help=_("key id"))
+
+    p = command("dossier", cmd_dossier, _("manage the dossiers kept on this computer"))
+    actions = p.add_subparsers(dest="action", metavar=_("ACTION"))
+    add = actions.add_parser("add", help=_("add a dossier"))
+    add.add_argument("number", help=_("dossier number"))
+    add.add_argument("name", help=_("dossier name"))
+    add.add_argument("--folder", help=_("the dossier's local folder"))
+    actions.add_parser("list", help=_("list dossiers"))
+    rm = actions.add_parser("remove", help=_("remove a dossier"))
+    rm.add_argument("number", help=_("dossier number"))
+
+    p = command("show", cmd_show, _("show the content of an exchange file without importing it"))
+    p.add_argument("file", type=Path, metavar=_("FILE"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
+
+    p = command("import", cmd_import, _("verify exchange files and queue them"))
+    p.add_argument("files", nargs="+", type=Path, metavar=_("FILE"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
+
+    p = command("queue", cmd_queue, _("list of entry files to integrate"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
+    p.add_argument("--all", action="store_true", help=_("also show integrated, deleted and "
+                                                        "refused files"))
+    actions = p.add_subparsers(dest="action", metavar=_("ACTION"))
+    actions.add_parser("list", help=_("list waiting updates"))
+    proc = actions.add_parser("process", help=_("Traiter: hand updates to the application"))
+    proc.add_argument("ids", nargs="*", type=int, metavar="ID")
+    proc.add_argument("--all", action="store_true", help=_("every waiting update"))
+    proc.add_argument("--json", action="store_true", help=_("JSON output"))
+    rm = actions.add_parser("delete", help=_("Supprimer: remove updates from the queue"))
+    rm.add_argument("ids", nargs="+", type=int, metavar="ID")
+
+    p = command("config", cmd_config, _("show the effective configuration and folders"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
+
+    p = command("demo", cmd_demo, _("show the whole flow in a temporary folder"))
+    p.add_argument("--keep", action="store_true", help=_("keep the temporary folder"))
+    return parser
+
+
+def _early_language(argv: Sequence[str]) -> None:
+    """Pick the language before parsing, so that --help is already translated."""
+    i18n.setup(None)
+    home = None
+    for index, arg in enumerate(argv):
+        if arg == "--home" and index + 1 < len(argv):
+            home = argv[index + 1]
+        elif arg.startswith("--home="):
+            home = arg.split("=", 1)[1]
+    try:
+        from daemon.config import Paths, load_config
+
+        config = load_config(Paths.resolve(home).config_file)
+    except (ConfigError, OSError):
+        return
+    if config.language:
+        i18n.setup(config.language)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _early_language(argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "queue" and args.action is None:
+        args.action = "list"
+    if args.command in ("trust", "dossier") and args.action is None:
+        args.action = "list"
+    ctx = Context(args.home)
+    try:
+        result: int = args.handler(ctx, args)
+    except ConfigError as exc:
+        err(exc.message())
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

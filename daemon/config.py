@@ -1,0 +1,284 @@
+"""Where passeur keeps its files, and the user's TOML configuration, validated with clear errors."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from daemon.errors import ConfigError
+from daemon.i18n import _
+from daemon.keys import KeyFormatError, PublicKey
+from daemon.naming import DOSSIER_RE
+
+APP_NAME = "passeur"
+HOME_ENV = "PASSEUR_HOME"
+NOTIFICATION_EVENTS = ("received", "rejected", "restart_required", "sent", "offline")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every folder passeur writes to; all under one home when relocated."""
+
+    config_file: Path
+    data: Path
+    spool: Path
+    quarantine: Path
+    trash: Path
+    logs: Path
+
+    @property
+    def database(self) -> Path:
+        """Return the queue database file."""
+        return self.data / "queue.sqlite3"
+
+    @property
+    def staging(self) -> Path:
+        """Return the folder for files being received (same file system as the spool)."""
+        return self.spool / ".staging"
+
+    @classmethod
+    def resolve(cls, home: str | os.PathLike[str] | None = None) -> Paths:
+        """Use `home` (or $PASSEUR_HOME) when given, else the platform's user folders."""
+        home = home or os.environ.get(HOME_ENV) or None
+        if home is not None:
+            root = Path(home).expanduser().absolute()
+            data = root / "data"
+            return cls(root / "config.toml", data, data / "spool", data / "quarantine",
+                       data / "trash", root / "logs")
+        import platformdirs
+
+        dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
+        data = Path(dirs.user_data_dir)
+        return cls(Path(dirs.user_config_dir) / "config.toml", data, data / "spool",
+                   data / "quarantine", data / "trash", Path(dirs.user_log_dir))
+
+    def ensure(self) -> None:
+        """Create the folders, private to the user."""
+        for folder in (self.data, self.spool, self.staging, self.quarantine, self.trash,
+                       self.logs):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The accounting application passeur hands updates to."""
+
+    name: str = "Isacompta"
+    process_names: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
+    inbox: Path | None = None
+
+
+@dataclass(frozen=True)
+class DossierConfig:
+    """A dossier this computer keeps: its number, name and local folder."""
+
+    number: str
+    name: str
+    folder: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key of the accountant's firm whose signatures are accepted."""
+
+    key: PublicKey
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class WebSource:
+    """The accountant's web endpoint."""
+
+    url: str = ""
+    poll_minutes: int = 15
+    ca_bundle: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Path
+    exists: bool = False
+    language: str | None = None
+    app: AppConfig = AppConfig()
+    dossiers: tuple[DossierConfig, ...] = ()
+    trusted_keys: tuple[TrustedKey, ...] = ()
+    web: WebSource = WebSource()
+    removable: bool = True
+    watched_folders: tuple[Path, ...] = ()
+    notifications: dict[str, bool] = field(
+        default_factory=lambda: dict.fromkeys(NOTIFICATION_EVENTS, True)
+    )
+
+    def dossier(self, number: str) -> DossierConfig | None:
+        """Return the configured dossier with this number, if any."""
+        return next((d for d in self.dossiers if d.number == number), None)
+
+    def keyring(self) -> dict[str, PublicKey]:
+        """Return the trusted public keys by key id."""
+        return {trusted.key.key_id: trusted.key for trusted in self.trusted_keys}
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the config file; a missing file gives the defaults."""
+    if not path.exists():
+        return Config(path=path, watched_folders=_default_watched_folders())
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            path, None, _("this is not valid TOML ({error})").format(error=exc)
+        ) from None
+    except OSError as exc:
+        raise ConfigError(path, None, str(exc.strerror)) from None
+    return _Validator(path, data).config()
+
+
+def _default_watched_folders() -> tuple[Path, ...]:
+    import platformdirs
+
+    return (Path(platformdirs.user_downloads_dir()),)
+
+
+class _Validator:
+    """Turns the TOML tables into typed config, naming any faulty key."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    def fail(self, key: str, expected: str) -> ConfigError:
+        return ConfigError(self.path, key, expected)
+
+    def table(self, key: str, where: dict[str, Any] | None = None) -> dict[str, Any]:
+        value = (self.data if where is None else where).get(key.rsplit(".", 1)[-1], {})
+        if not isinstance(value, dict):
+            raise self.fail(key, _("expected a table [{key}]").format(key=key))
+        return value
+
+    def value(self, where: dict[str, Any], key: str, name: str, kind: type[T], default: T) -> T:
+        value = where.get(name, default)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, _("expected {kind}").format(kind=_KIND_WORDS[kind]()))
+        return value
+
+    def text_list(self, where: dict[str, Any], key: str, name: str) -> tuple[str, ...]:
+        value = where.get(name, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, _("expected a list of texts"))
+        return tuple(value)
+
+    def optional_path(self, where: dict[str, Any], key: str, name: str) -> Path | None:
+        text = self.value(where, key, name, str, "")
+        return Path(text).expanduser() if text else None
+
+    def config(self) -> Config:
+        language = self.value(self.data, "language", "language", str, "") or None
+        if language not in (None, "fr", "en"):
+            raise self.fail("language", _('expected "fr" or "en"'))
+        sources = self.table("sources")
+        removable = self.table("sources.removable", sources)
+        folders = self.table("sources.folders", sources)
+        watched = (
+            tuple(Path(p).expanduser() for p in self.text_list(folders, "sources.folders.watch",
+                                                                "watch"))
+            if "watch" in folders
+            else _default_watched_folders()
+        )
+        return Config(
+            path=self.path,
+            exists=True,
+            language=language,
+            app=self.app(),
+            dossiers=self.dossiers(),
+            trusted_keys=self.trusted_keys(),
+            web=self.web(self.table("sources.web", sources)),
+            removable=self.value(removable, "sources.removable.enabled", "enabled", bool, True),
+            watched_folders=tuple(p for p in watched if p)
+            if self.value(folders, "sources.folders.enabled", "enabled", bool, True)
+            else (),
+            notifications=self.notifications(),
+        )
+
+    def app(self) -> AppConfig:
+        app = self.table("app")
+        return AppConfig(
+            name=self.value(app, "app.name", "name", str, AppConfig.name),
+            process_names=self.text_list(app, "app.process_names", "process_names"),
+            command=self.text_list(app, "app.command", "command"),
+            inbox=self.optional_path(app, "app.inbox", "inbox"),
+        )
+
+    def array_of_tables(self, key: str) -> list[dict[str, Any]]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, _("expected [[{key}]] tables").format(key=key))
+        return value
+
+    def dossiers(self) -> tuple[DossierConfig, ...]:
+        result: list[DossierConfig] = []
+        for index, table in enumerate(self.array_of_tables("dossiers")):
+            where = f"dossiers[{index}]"
+            number = self.value(table, f"{where}.number", "number", str, "")
+            if not DOSSIER_RE.fullmatch(number):
+                raise self.fail(f"{where}.number", _("expected a dossier number such as 8502182"))
+            if any(d.number == number for d in result):
+                raise self.fail(f"{where}.number", _("dossier {number} is listed twice").format(
+                    number=number))
+            result.append(DossierConfig(
+                number=number,
+                name=self.value(table, f"{where}.name", "name", str, ""),
+                folder=self.optional_path(table, f"{where}.folder", "folder"),
+            ))
+        return tuple(result)
+
+    def trusted_keys(self) -> tuple[TrustedKey, ...]:
+        result = []
+        for index, table in enumerate(self.array_of_tables("trusted_keys")):
+            where = f"trusted_keys[{index}].public_key"
+            text = self.value(table, where, "public_key", str, "")
+            try:
+                key = PublicKey.from_text(text)
+            except KeyFormatError:
+                raise self.fail(where, _("expected a public key such as ed25519:…")) from None
+            label = self.value(table, f"trusted_keys[{index}].label", "label", str, "")
+            result.append(TrustedKey(key, label))
+        return tuple(result)
+
+    def web(self, table: dict[str, Any]) -> WebSource:
+        url = self.value(table, "sources.web.url", "url", str, "")
+        if url and not url.startswith(("https://", "http://")):
+            raise self.fail("sources.web.url", _("expected an address starting with https://"))
+        minutes = self.value(table, "sources.web.poll_minutes", "poll_minutes", int, 15)
+        if not 1 <= minutes <= 24 * 60:
+            raise self.fail("sources.web.poll_minutes", _("expected minutes between 1 and 1440"))
+        return WebSource(url, minutes, self.optional_path(table, "sources.web.ca_bundle",
+                                                          "ca_bundle"))
+
+    def notifications(self) -> dict[str, bool]:
+        table = self.table("notifications")
+        result = dict.fromkeys(NOTIFICATION_EVENTS, True)
+        for name, value in table.items():
+            if name not in result:
+                raise self.fail(f"notifications.{name}", _("expected one of: {names}").format(
+                    names=", ".join(NOTIFICATION_EVENTS)))
+            result[name] = self.value(table, f"notifications.{name}", name, bool, True)
+        return result
+
+
+_KIND_WORDS: dict[type, Callable[[], str]] = {
+    str: lambda: _("a text in quotes"),
+    int: lambda: _("a whole number"),
+    bool: lambda: _("true or false"),
+}

@@ -1,0 +1,137 @@
+"""Changes to the config file made by the CLI, keeping the user's comments and layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import tomlkit
+from tomlkit.items import AoT, Table
+
+from daemon.config import Config, load_config
+from daemon.fsutil import atomic_write_bytes
+from daemon.keys import PublicKey
+
+TEMPLATE = """\
+# passeur configuration (see the README for every key).
+
+# language = "fr"   # "fr" or "en"; by default, French unless the system asks for English
+
+[app]
+name = "Isacompta"
+# process_names = ["isacompta"]
+# command = ["isacompta"]
+# inbox = "~/Isacompta/echanges"
+
+[sources.web]
+# url = "https://echanges.cabinet.example/"
+poll_minutes = 15
+
+[sources.removable]
+enabled = true
+
+[notifications]
+received = true
+rejected = true
+restart_required = true
+sent = true
+offline = true
+"""
+
+
+def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], None]) -> Config:
+    text = path.read_text("utf-8") if path.exists() else TEMPLATE
+    document = tomlkit.parse(text)
+    change(document)
+    new_text = tomlkit.dumps(document)
+    # Validate before replacing so that a CLI command can never leave a broken config.
+    staged = path.with_name(path.name + ".check")
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    staged.write_text(new_text, "utf-8")
+    try:
+        load_config(staged)
+    finally:
+        staged.unlink()
+    atomic_write_bytes(path, new_text.encode("utf-8"))
+    return load_config(path)
+
+
+def _tables(document: tomlkit.TOMLDocument, key: str) -> AoT:
+    if key not in document:
+        document.append(key, tomlkit.aot())
+    tables = document[key]
+    assert isinstance(tables, AoT)
+    return tables
+
+
+def _remove_where(document: tomlkit.TOMLDocument, key: str, field: str, value: str) -> bool:
+    tables = _tables(document, key)
+    keep = [t for t in tables if t.get(field) != value]
+    if len(keep) == len(tables):
+        return False
+    del document[key]
+    if keep:
+        document.append(key, tomlkit.aot())
+        for table in keep:
+            _tables(document, key).append(table)
+    return True
+
+
+def ensure_config(path: Path) -> Config:
+    """Write the commented template if there is no config yet."""
+    if not path.exists():
+        return _edit(path, lambda document: None)
+    return load_config(path)
+
+
+def add_dossier(path: Path, number: str, name: str, folder: str = "") -> Config:
+    """Add (or update) a dossier."""
+
+    def change(document: tomlkit.TOMLDocument) -> None:
+        _remove_where(document, "dossiers", "number", number)
+        table: Table = tomlkit.table()
+        table["number"] = number
+        table["name"] = name
+        if folder:
+            table["folder"] = folder
+        _tables(document, "dossiers").append(table)
+
+    return _edit(path, change)
+
+
+def remove_dossier(path: Path, number: str) -> bool:
+    """Remove a dossier; return False when it was not configured."""
+    removed = False
+
+    def change(document: tomlkit.TOMLDocument) -> None:
+        nonlocal removed
+        removed = _remove_where(document, "dossiers", "number", number)
+
+    _edit(path, change)
+    return removed
+
+
+def add_trusted_key(path: Path, key: PublicKey, label: str = "") -> Config:
+    """Trust a public key (idempotent)."""
+
+    def change(document: tomlkit.TOMLDocument) -> None:
+        _remove_where(document, "trusted_keys", "public_key", key.text)
+        table: Table = tomlkit.table()
+        table["public_key"] = key.text
+        table["label"] = label
+        _tables(document, "trusted_keys").append(table)
+
+    return _edit(path, change)
+
+
+def remove_trusted_key(path: Path, key_id: str) -> bool:
+    """Stop trusting the key with this id (or its full text); False when unknown."""
+    config = load_config(path)
+    match = next(
+        (t.key for t in config.trusted_keys if key_id in (t.key.key_id, t.key.text)), None
+    )
+    if match is None:
+        return False
+    _edit(path, lambda document: _remove_where(document, "trusted_keys", "public_key",
+                                               match.text) and None)
+    return True

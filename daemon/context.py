@@ -1,0 +1,51 @@
+"""The composition root: builds paths, config, queue, intake and delivery once, lazily."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from daemon.config import Config, Paths, load_config
+from daemon.delivery import Delivery
+from daemon.intake import Intake
+from daemon.queue import Queue
+
+
+class Context:
+    """Everything a command or the service needs, built on first use."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        self.paths = Paths.resolve(home)
+
+    @functools.cached_property
+    def config(self) -> Config:
+        """Return the validated configuration (raises ConfigError)."""
+        return load_config(self.paths.config_file)
+
+    @functools.cached_property
+    def queue(self) -> Queue:
+        """Return the queue, creating the folders on first use."""
+        self.paths.ensure()
+        return Queue(self.paths.database, self.paths.spool)
+
+    @functools.cached_property
+    def intake(self) -> Intake:
+        """Return the intake that verifies and queues received files."""
+        return Intake(self.config, self.paths, self.queue)
+
+    @functools.cached_property
+    def delivery(self) -> Delivery:
+        """Return the delivery to the accounting application."""
+        return Delivery(self.queue, self.config.app, self.paths)
+
+    def reload_config(self) -> Config:
+        """Forget the cached config (after the CLI edited it) and read it again."""
+        for name in ("config", "intake", "delivery"):
+            self.__dict__.pop(name, None)
+        return self.config
+
+    @property
+    def config_path(self) -> Path:
+        """Return the config file's path."""
+        return self.paths.config_file

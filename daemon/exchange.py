@@ -1,0 +1,341 @@
+"""Reading (strictly, never extracting) and writing signed exchange files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from daemon.errors import Code, Rejected
+from daemon.fsutil import CHUNK, atomic_writer
+from daemon.keys import MANIFEST_CONTEXT, PublicKey, SigningKey
+from daemon.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    RESERVED_NAMES,
+    SIGNATURE_NAME,
+    Manifest,
+    Member,
+    declared_format,
+    declared_key_id,
+)
+from daemon.naming import check_member_path, fold, make_name, parse_name
+
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+_LOCAL_MAGIC = b"PK\x03\x04"
+_S_IFMT = 0o170000
+_S_IFLNK = 0o120000
+# Below this size a high ratio is harmless (a small file of zeros compresses very well).
+_RATIO_FLOOR = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps checked before anything is decompressed."""
+
+    max_file_size: int = 8 << 30
+    max_total_size: int = 16 << 30
+    max_members: int = 10_000
+    max_ratio: int = 200
+    max_manifest_size: int = 4 << 20
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: zipfile.ZipInfo
+    data_start: int
+
+    @property
+    def data_end(self) -> int:
+        return self.data_start + self.info.compress_size
+
+
+def verify_exchange(
+    path: Path,
+    trusted: Mapping[str, PublicKey],
+    display_name: str | None = None,
+    limits: Limits = Limits(),  # noqa: B008 - immutable
+) -> Manifest:
+    """Check an exchange file completely and return its manifest, or raise Rejected.
+
+    `display_name` is the file's name as the user knows it (the file itself may be a
+    private copy); it must match the manifest. Nothing is extracted: members are
+    streamed through SHA-256 with bounded memory.
+    """
+    try:
+        size = path.stat().st_size
+        if size > limits.max_file_size:
+            raise Rejected(Code.TOO_LARGE, f"{size} > {limits.max_file_size}")
+        with open(path, "rb") as handle:
+            manifest = _verify_open(handle, trusted, limits)
+    except OSError as exc:
+        raise Rejected(Code.UNREADABLE, exc.strerror or exc) from None
+    if display_name is not None:
+        check_name_matches(display_name, manifest)
+    return manifest
+
+
+def check_name_matches(display_name: str, manifest: Manifest) -> None:
+    """Raise NAME_MISMATCH unless the file name agrees with the manifest."""
+    name = parse_name(display_name)
+    expected = make_name(manifest.dossier, manifest.generated_at, manifest.kind)
+    if name.canonical != expected:
+        raise Rejected(Code.NAME_MISMATCH, f"{display_name} ≠ {expected}")
+
+
+def _verify_open(handle: BinaryIO, trusted: Mapping[str, PublicKey], limits: Limits) -> Manifest:
+    archive = _open_zip(handle)
+    entries = _check_entries(handle, archive, limits)
+    manifest = _read_signed_manifest(handle, entries, trusted, limits)
+    _check_members_match(entries, manifest)
+    for member in manifest.files:
+        _check_member_content(handle, entries[member.path], member)
+    return manifest
+
+
+def _open_zip(handle: BinaryIO) -> zipfile.ZipFile:
+    head = handle.read(4)
+    handle.seek(0)
+    try:
+        return zipfile.ZipFile(handle)
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+        if head == _LOCAL_MAGIC:
+            raise Rejected(Code.TRUNCATED, exc) from None
+        raise Rejected(Code.NOT_ZIP) from None
+
+
+def _check_entries(
+    handle: BinaryIO, archive: zipfile.ZipFile, limits: Limits
+) -> dict[str, _Entry]:
+    infos = archive.infolist()
+    if len(infos) > limits.max_members + len(RESERVED_NAMES):
+        raise Rejected(Code.TOO_MANY_MEMBERS, len(infos))
+    entries: dict[str, _Entry] = {}
+    folded: dict[str, str] = {}
+    total = 0
+    for info in infos:
+        name = check_member_path(info.filename)
+        _check_entry_kind(info)
+        if name in entries:
+            raise Rejected(Code.MEMBER_DUPLICATE, name)
+        other = folded.setdefault(fold(name), name)
+        if other != name:
+            raise Rejected(Code.NAME_COLLISION, f"{other} / {name}")
+        total += info.file_size
+        if total > limits.max_total_size:
+            raise Rejected(Code.TOO_LARGE, f"{total} > {limits.max_total_size}")
+        if info.file_size > _RATIO_FLOOR and (
+            info.file_size > limits.max_ratio * max(info.compress_size, 1)
+        ):
+            raise Rejected(Code.RATIO_TOO_HIGH, f"{name}: {info.compress_size} → {info.file_size}")
+        entries[name] = _Entry(info, _data_start(handle, info))
+    _check_no_overlap(entries.values(), archive.start_dir)  # type: ignore[attr-defined]
+    return entries
+
+
+def _check_entry_kind(info: zipfile.ZipInfo) -> None:
+    if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
+        raise Rejected(Code.SYMLINK, info.filename)
+    if info.flag_bits & 0x1:
+        raise Rejected(Code.ENCRYPTED, info.filename)
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise Rejected(Code.UNSUPPORTED_COMPRESSION, info.filename)
+
+
+def _data_start(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
+    """Read a member's local header and return where its data begins."""
+    handle.seek(info.header_offset)
+    header = handle.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size:
+        raise Rejected(Code.TRUNCATED, info.filename)
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != _LOCAL_MAGIC:
+        raise Rejected(Code.TRUNCATED, info.filename)
+    name_length, extra_length = fields[9], fields[10]
+    # The local name must be the central directory's name: two names for one entry is how
+    # archives show one thing to a checker and another to an extractor.
+    local_name = handle.read(name_length)
+    central_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    if local_name != central_name:
+        raise Rejected(Code.MEMBER_CORRUPT, info.filename)
+    return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+
+
+def _check_no_overlap(entries: Iterable[_Entry], central_directory: int) -> None:
+    """Refuse archives whose entries share bytes (the overlapping-entries zip bomb)."""
+    end = 0
+    for entry in sorted(entries, key=lambda e: e.info.header_offset):
+        if entry.info.header_offset < end:
+            raise Rejected(Code.OVERLAPPING)
+        end = entry.data_end
+    if end > central_directory:
+        raise Rejected(Code.OVERLAPPING)
+
+
+def _read_signed_manifest(
+    handle: BinaryIO, entries: Mapping[str, _Entry], trusted: Mapping[str, PublicKey], limits: Limits
+) -> Manifest:
+    manifest_entry = entries.get(MANIFEST_NAME)
+    if manifest_entry is None:
+        raise Rejected(Code.MANIFEST_MISSING)
+    if manifest_entry.info.file_size > limits.max_manifest_size:
+        raise Rejected(Code.MANIFEST_MALFORMED, "too large")
+    raw = b"".join(_member_chunks(handle, manifest_entry))
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected(Code.MANIFEST_MALFORMED, exc) from None
+    if declared_format(data) != FORMAT_VERSION:
+        raise Rejected(Code.FORMAT_VERSION, declared_format(data))
+    key_id = declared_key_id(data)
+    signature_entry = entries.get(SIGNATURE_NAME)
+    if signature_entry is None:
+        raise Rejected(Code.SIGNATURE_MISSING)
+    key = trusted.get(key_id)
+    if key is None:
+        raise Rejected(Code.KEY_UNKNOWN, key_id)
+    if signature_entry.info.file_size != 64:
+        raise Rejected(Code.SIGNATURE_BAD)
+    signature = b"".join(_member_chunks(handle, signature_entry))
+    if not key.verify(signature, MANIFEST_CONTEXT + raw):
+        raise Rejected(Code.SIGNATURE_BAD)
+    return Manifest.from_dict(data)
+
+
+def _check_members_match(entries: Mapping[str, _Entry], manifest: Manifest) -> None:
+    listed = {member.path: member for member in manifest.files}
+    for name in entries:
+        if name not in listed and name not in RESERVED_NAMES:
+            raise Rejected(Code.MEMBER_UNLISTED, name)
+    for path, member in listed.items():
+        entry = entries.get(path)
+        if entry is None:
+            raise Rejected(Code.MEMBER_MISSING, path)
+        if entry.info.file_size != member.size:
+            raise Rejected(Code.MEMBER_SIZE, f"{path}: {entry.info.file_size} ≠ {member.size}")
+
+
+def _check_member_content(handle: BinaryIO, entry: _Entry, member: Member) -> None:
+    digest = hashlib.sha256()
+    produced = 0
+    for chunk in _member_chunks(handle, entry):
+        produced += len(chunk)
+        digest.update(chunk)
+    if produced != member.size:
+        raise Rejected(Code.MEMBER_SIZE, f"{member.path}: {produced} ≠ {member.size}")
+    if digest.hexdigest() != member.sha256:
+        raise Rejected(Code.MEMBER_HASH, member.path)
+
+
+def _raw_chunks(handle: BinaryIO, entry: _Entry) -> Iterator[bytes]:
+    handle.seek(entry.data_start)
+    left = entry.info.compress_size
+    while left > 0:
+        chunk = handle.read(min(CHUNK, left))
+        if not chunk:
+            raise Rejected(Code.TRUNCATED, entry.info.filename)
+        left -= len(chunk)
+        yield chunk
+
+
+def _member_chunks(handle: BinaryIO, entry: _Entry) -> Iterator[bytes]:
+    """Yield a member's uncompressed bytes, never more than its declared size plus one chunk."""
+    info = entry.info
+    if info.compress_type == zipfile.ZIP_STORED:
+        if info.compress_size != info.file_size:
+            raise Rejected(Code.MEMBER_CORRUPT, info.filename)
+        yield from _raw_chunks(handle, entry)
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    produced = 0
+    try:
+        for raw in _raw_chunks(handle, entry):
+            data = inflater.decompress(raw, CHUNK)
+            while True:
+                produced += len(data)
+                if produced > info.file_size:
+                    raise Rejected(Code.MEMBER_SIZE, f"{info.filename}: > {info.file_size}")
+                yield data
+                if not inflater.unconsumed_tail:
+                    break
+                data = inflater.decompress(inflater.unconsumed_tail, CHUNK)
+        tail = inflater.flush()
+    except zlib.error as exc:
+        raise Rejected(Code.MEMBER_CORRUPT, f"{info.filename}: {exc}") from None
+    if tail:
+        produced += len(tail)
+        if produced > info.file_size:
+            raise Rejected(Code.MEMBER_SIZE, f"{info.filename}: > {info.file_size}")
+        yield tail
+    if not inflater.eof:
+        raise Rejected(Code.MEMBER_CORRUPT, info.filename)
+
+
+def read_manifest_unverified(path: Path) -> dict[str, object] | None:
+    """Best-effort peek at a manifest for error messages; never trusted."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.getinfo(MANIFEST_NAME).file_size > Limits.max_manifest_size:
+                return None
+            data = json.loads(archive.read(MANIFEST_NAME))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to put into an exchange, under `path` inside the archive."""
+
+    path: str
+    file: Path
+
+
+def pack_exchange(
+    out_dir: Path,
+    key: SigningKey,
+    manifest: Manifest,
+    sources: Iterable[Source],
+    store: bool = False,
+) -> Path:
+    """Write a signed exchange file into `out_dir` and return its path.
+
+    The manifest's `files` and `key_id` are filled in here from the sources and the key.
+    """
+    sources = list(sources)
+    for source in sources:
+        check_member_path(source.path)
+    name = make_name(manifest.dossier, manifest.generated_at, manifest.kind)
+    final = out_dir / name
+    method = zipfile.ZIP_STORED if store else zipfile.ZIP_DEFLATED
+    with atomic_writer(final) as out, zipfile.ZipFile(out, "w", method, compresslevel=6) as zf:
+        members = tuple(_write_member(zf, source) for source in sources)
+        signed = _with_files(manifest, members, key.public.key_id)
+        body = signed.to_json()
+        zf.writestr(MANIFEST_NAME, body)
+        zf.writestr(SIGNATURE_NAME, key.sign(MANIFEST_CONTEXT + body), zipfile.ZIP_STORED)
+    return final
+
+
+def _write_member(zf: zipfile.ZipFile, source: Source) -> Member:
+    digest = hashlib.sha256()
+    size = 0
+    info = zipfile.ZipInfo.from_file(source.file, source.path)
+    info.compress_type = zf.compression
+    info.external_attr = 0o644 << 16  # a plain file, whatever the source's mode was
+    with open(source.file, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            dst.write(chunk)
+    return Member(source.path, size, digest.hexdigest())
+
+
+def _with_files(manifest: Manifest, members: tuple[Member, ...], key_id: str) -> Manifest:
+    return replace(manifest, files=members, key_id=key_id)

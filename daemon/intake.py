@@ -1,0 +1,109 @@
+"""The one way in for every received file: copy privately, verify strictly, queue or quarantine."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from daemon.config import Config, Paths
+from daemon.errors import Code, Rejected
+from daemon.exchange import Limits, verify_exchange
+from daemon.fsutil import atomic_write_bytes, copy_hashing, durable_move, temp_name
+from daemon.naming import Kind, parse_name
+from daemon.queue import Item, Outcome, Queue
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What became of one offered file."""
+
+    name: str
+    outcome: Outcome
+    item: Item | None = None
+    rejection: Rejected | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """Return the result as documented for `passeur import --json`."""
+        result: dict[str, object] = {"file": self.name, "outcome": str(self.outcome)}
+        if self.item is not None and self.outcome is not Outcome.REJECTED:
+            result["id"] = self.item.id
+        if self.rejection is not None:
+            result.update(self.rejection.as_dict())
+        return result
+
+
+class Intake:
+    """Verifies offered files and queues them; never modifies or deletes the original."""
+
+    def __init__(self, config: Config, paths: Paths, queue: Queue,
+                 limits: Limits = Limits()) -> None:  # noqa: B008 - immutable
+        self.config = config
+        self.paths = paths
+        self.queue = queue
+        self.limits = limits
+
+    def import_path(self, path: Path, origin: str) -> IntakeResult:
+        """Import a file by path (a key, a watched folder, the command line)."""
+        name = path.name
+        try:
+            source = open(path, "rb")  # noqa: SIM115 - closed right after the copy
+        except OSError as exc:
+            rejection = Rejected(Code.UNREADABLE, exc.strerror or exc)
+            item = self.queue.record_rejection(name, origin, rejection)
+            return IntakeResult(name, Outcome.REJECTED, item, rejection)
+        with source:
+            return self.import_stream(source, name, origin)
+
+    def import_stream(self, source: BinaryIO, name: str, origin: str) -> IntakeResult:
+        """Import a file from an open stream, known to the user as `name`."""
+        self.paths.staging.mkdir(parents=True, exist_ok=True)
+        staged = temp_name(self.paths.staging / os.path.basename(name))
+        sha256: str | None = None
+        try:
+            try:
+                sha256, size = copy_hashing(source, staged, limit=self.limits.max_file_size)
+            except OverflowError as exc:
+                raise Rejected(Code.TOO_LARGE, f"> {self.limits.max_file_size}") from exc
+            except OSError as exc:
+                raise Rejected(Code.UNREADABLE, exc.strerror or exc) from None
+            parse_name(name)
+            return self._verify_and_queue(staged, name, sha256, size, origin)
+        except Rejected as rejection:
+            return self._reject(staged, name, origin, rejection, sha256)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _verify_and_queue(self, staged: Path, name: str, sha256: str, size: int,
+                          origin: str) -> IntakeResult:
+        manifest = verify_exchange(staged, self.config.keyring(), name, self.limits)
+        if manifest.kind is not Kind.UPDATE:
+            raise Rejected(Code.WRONG_KIND, name)
+        if self.config.dossier(manifest.dossier) is None:
+            raise Rejected(Code.DOSSIER_UNKNOWN, manifest.dossier)
+        outcome, item = self.queue.enqueue(staged, manifest, sha256, size, origin)
+        return IntakeResult(name, outcome, item)
+
+    def _reject(self, staged: Path, name: str, origin: str, rejection: Rejected,
+                sha256: str | None) -> IntakeResult:
+        quarantined = self._quarantine(staged, name, origin, rejection, sha256)
+        item = self.queue.record_rejection(name, origin, rejection, sha256, quarantined)
+        return IntakeResult(name, Outcome.REJECTED, item, rejection)
+
+    def _quarantine(self, staged: Path, name: str, origin: str, rejection: Rejected,
+                    sha256: str | None) -> str | None:
+        """Keep our private copy of a refused file beside a note saying why."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(name))
+        final = self.paths.quarantine / f"{stamp}-{safe.lstrip('.') or 'file'}"
+        note = {"file": name, "origin": origin, "sha256": sha256, "at": stamp,
+                **rejection.as_dict()}
+        atomic_write_bytes(final.with_name(final.name + ".reason.json"),
+                           json.dumps(note, ensure_ascii=False, indent=1).encode())
+        if not staged.exists():
+            return None
+        durable_move(staged, final)
+        return final.name

@@ -1,0 +1,197 @@
+"""The signed manifest of an exchange file (format version 1, see docs/exchange-format.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from daemon.errors import Code, Rejected
+from daemon.naming import DOSSIER_RE, Kind, check_member_path
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
+DEFAULT_DOMAIN = "Comptabilité générale"
+MODULES = ("vat_declaration", "entry_templates", "associated_documents", "situations")
+_SHA256_CHARS = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file carried by the exchange, as the manifest promises it."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything an exchange says about itself; signed by the accountant's firm."""
+
+    kind: Kind
+    dossier: str
+    dossier_name: str
+    generated_at: datetime  # always time-zone aware
+    fiscal_year_start: date
+    fiscal_year_end: date
+    sequence: int
+    key_id: str
+    files: tuple[Member, ...]
+    modules: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    domain: str = DEFAULT_DOMAIN
+    delta_only: bool = False
+    etalon: bool = False
+    objective: str = ""
+    comments: str = ""
+    format: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest as the JSON object stored in the file."""
+        return {
+            "format": self.format,
+            "kind": str(self.kind),
+            "dossier": {"number": self.dossier, "name": self.dossier_name},
+            "generated_at": self.generated_at.isoformat(),
+            "domain": self.domain,
+            "fiscal_year": {
+                "start": self.fiscal_year_start.isoformat(),
+                "end": self.fiscal_year_end.isoformat(),
+            },
+            "modules": {name: list(items) for name, items in self.modules.items()},
+            "delta_only": self.delta_only,
+            "etalon": self.etalon,
+            "objective": self.objective,
+            "comments": self.comments,
+            "sequence": self.sequence,
+            "key_id": self.key_id,
+            "files": [asdict(member) for member in self.files],
+        }
+
+    def to_json(self) -> bytes:
+        """Serialise deterministically (the signed bytes)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_dict(cls, data: object) -> Manifest:
+        """Validate a decoded JSON manifest, raising Rejected(MANIFEST_MALFORMED) on any fault."""
+        return _Reader(data).manifest()
+
+
+def declared_format(data: object) -> object:
+    """Return the manifest's format version field, whatever its type."""
+    return data.get("format") if isinstance(data, dict) else None
+
+
+def declared_key_id(data: object) -> str:
+    """Return the manifest's key id, or raise MANIFEST_MALFORMED."""
+    key_id = data.get("key_id") if isinstance(data, dict) else None
+    if not isinstance(key_id, str) or not key_id:
+        raise Rejected(Code.MANIFEST_MALFORMED, "key_id")
+    return key_id
+
+
+class _Reader:
+    """Typed field access that names the faulty field in its rejection."""
+
+    def __init__(self, data: object) -> None:
+        if not isinstance(data, dict):
+            raise Rejected(Code.MANIFEST_MALFORMED, "not an object")
+        self.data = data
+
+    def get(self, key: str, kind: type, where: dict[str, Any] | None = None) -> Any:
+        source = self.data if where is None else where
+        value = source.get(key)
+        # bool is an int in Python; a manifest saying "sequence": true is still wrong.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise Rejected(Code.MANIFEST_MALFORMED, key)
+        return value
+
+    def optional_str(self, key: str) -> str:
+        value = self.data.get(key, "")
+        if not isinstance(value, str):
+            raise Rejected(Code.MANIFEST_MALFORMED, key)
+        return value
+
+    def manifest(self) -> Manifest:
+        if self.data.get("format") != FORMAT_VERSION:
+            raise Rejected(Code.FORMAT_VERSION, self.data.get("format"))
+        try:
+            kind = Kind(self.get("kind", str))
+        except ValueError:
+            raise Rejected(Code.MANIFEST_MALFORMED, "kind") from None
+        dossier = self.get("dossier", dict)
+        number = self.get("number", str, dossier)
+        if not DOSSIER_RE.fullmatch(number):
+            raise Rejected(Code.MANIFEST_MALFORMED, "dossier.number")
+        fiscal = self.get("fiscal_year", dict)
+        start = self._date("start", fiscal)
+        end = self._date("end", fiscal)
+        if end < start:
+            raise Rejected(Code.MANIFEST_MALFORMED, "fiscal_year")
+        sequence = self.get("sequence", int)
+        if sequence < 1:
+            raise Rejected(Code.MANIFEST_MALFORMED, "sequence")
+        files = self._files()
+        return Manifest(
+            kind=kind,
+            dossier=number,
+            dossier_name=self.get("name", str, dossier),
+            generated_at=self._datetime("generated_at"),
+            fiscal_year_start=start,
+            fiscal_year_end=end,
+            sequence=sequence,
+            key_id=self.get("key_id", str),
+            files=files,
+            modules=self._modules({member.path for member in files}),
+            domain=self.get("domain", str),
+            delta_only=self.get("delta_only", bool),
+            etalon=self.get("etalon", bool),
+            objective=self.optional_str("objective"),
+            comments=self.optional_str("comments"),
+        )
+
+    def _date(self, key: str, where: dict[str, Any]) -> date:
+        try:
+            return date.fromisoformat(self.get(key, str, where))
+        except ValueError:
+            raise Rejected(Code.MANIFEST_MALFORMED, key) from None
+
+    def _datetime(self, key: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(self.get(key, str))
+        except ValueError:
+            raise Rejected(Code.MANIFEST_MALFORMED, key) from None
+        if value.tzinfo is None:
+            raise Rejected(Code.MANIFEST_MALFORMED, key + " (time zone)")
+        return value
+
+    def _files(self) -> tuple[Member, ...]:
+        members = []
+        for entry in self.get("files", list):
+            if not isinstance(entry, dict):
+                raise Rejected(Code.MANIFEST_MALFORMED, "files")
+            path = check_member_path(self.get("path", str, entry))
+            size = self.get("size", int, entry)
+            digest = self.get("sha256", str, entry)
+            if size < 0 or len(digest) != 64 or not set(digest) <= _SHA256_CHARS:
+                raise Rejected(Code.MANIFEST_MALFORMED, f"files: {path}")
+            if path in RESERVED_NAMES:
+                raise Rejected(Code.MANIFEST_MALFORMED, f"files: {path}")
+            members.append(Member(path, size, digest))
+        if len({member.path for member in members}) != len(members):
+            raise Rejected(Code.MANIFEST_MALFORMED, "files: duplicate path")
+        return tuple(members)
+
+    def _modules(self, paths: set[str]) -> dict[str, tuple[str, ...]]:
+        modules: dict[str, tuple[str, ...]] = {}
+        for name, items in self.get("modules", dict).items():
+            if name not in MODULES or not isinstance(items, list):
+                raise Rejected(Code.MANIFEST_MALFORMED, f"modules: {name}")
+            if not all(isinstance(item, str) and item in paths for item in items):
+                raise Rejected(Code.MANIFEST_MALFORMED, f"modules: {name}")
+            modules[name] = tuple(items)
+        return modules

@@ -1,0 +1,66 @@
+"""Words shown to the user about exchanges and queue items (shared by the CLI and the tray)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from daemon.i18n import _, current_language, ngettext
+from daemon.manifest import Manifest
+
+
+def module_label(module: str) -> str:
+    """Return the user-facing name of a module."""
+    labels = {
+        "vat_declaration": _("VAT declaration"),
+        "entry_templates": _("Entry templates"),
+        "associated_documents": _("Associated documents"),
+        "situations": _("Situations"),
+    }
+    return labels.get(module, module)
+
+
+def format_datetime(value: datetime) -> str:
+    """Format a date-time the way the user reads it (27/10/2020 17:20:21 in French)."""
+    if current_language() == "fr":
+        return value.strftime("%d/%m/%Y %H:%M:%S")
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_date(value: date) -> str:
+    """Format a date the way the user reads it."""
+    return value.strftime("%d/%m/%Y" if current_language() == "fr" else "%Y-%m-%d")
+
+
+def yes_no(value: bool) -> str:
+    """Return "oui"/"non" (or yes/no)."""
+    return _("yes") if value else _("no")
+
+
+def describe_exchange(manifest: Manifest) -> list[str]:
+    """Return the *Contenu de l'échange* as lines of text."""
+    lines = [
+        _("Dossier {number} - {name}").format(number=manifest.dossier,
+                                              name=manifest.dossier_name),
+        _("Exchange file generated on {when}").format(
+            when=format_datetime(manifest.generated_at)),
+        manifest.domain,
+        _("Fiscal year from {start} to {end}").format(
+            start=format_date(manifest.fiscal_year_start),
+            end=format_date(manifest.fiscal_year_end)),
+        _("Modules"),
+    ]
+    if not manifest.modules:
+        lines.append("  " + _("(none)"))
+    for module, items in manifest.modules.items():
+        count = ngettext("{n} file", "{n} files", len(items)).format(n=len(items))
+        lines.append(f"  - {module_label(module)} ({count})")
+    lines.append(_("Integrate only the added, modified, deleted entries: {answer}").format(
+        answer=yes_no(manifest.delta_only)))
+    if manifest.etalon:
+        lines.append(_("Contains dossiers étalons: the application must be restarted"))
+    if manifest.objective:
+        lines.append(_("Objective of the exchange: {text}").format(text=manifest.objective))
+    if manifest.comments:
+        lines.append(_("Comments: {text}").format(text=manifest.comments))
+    lines.append(_("Sequence number: {n}").format(n=manifest.sequence))
+    return lines

@@ -1,0 +1,1 @@
+"""passeur front end: the system-tray icon, its menu, dialogs and notifications."""
