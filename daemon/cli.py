@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from daemon import __version__, i18n
 from daemon.context import Context
 from daemon.errors import ConfigError, Rejected
-from daemon.i18n import _, ngettext
+from daemon.i18n import _
 
 if TYPE_CHECKING:
     from daemon.queue import Item
@@ -61,7 +61,9 @@ def _fiscal_year(text: str) -> tuple[date, date]:
     try:
         start, end = (date.fromisoformat(part) for part in text.split(":"))
     except ValueError:
-        raise argparse.ArgumentTypeError(_("expected START:END, e.g. 2020-01-01:2020-12-31"))
+        raise argparse.ArgumentTypeError(
+            _("expected START:END, e.g. 2020-01-01:2020-12-31")
+        ) from None
     return start, end
 
 
@@ -84,7 +86,8 @@ def cmd_pack(ctx: Context, args: argparse.Namespace) -> int:
     except (KeyFormatError, OSError):
         err(_("{path}: not a passeur private key").format(path=args.key))
         return EXIT_FAILED
-    sources, modules = [], {}
+    sources: list[Source] = []
+    modules: dict[str, list[str]] = {}
     for module, path in args.files:
         if module and module not in MODULES:
             err(_("unknown module {module} (expected one of: {names})").format(

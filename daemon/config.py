@@ -269,7 +269,7 @@ class _Validator:
     def notifications(self) -> dict[str, bool]:
         table = self.table("notifications")
         result = dict.fromkeys(NOTIFICATION_EVENTS, True)
-        for name, value in table.items():
+        for name in table:
             if name not in result:
                 raise self.fail(f"notifications.{name}", _("expected one of: {names}").format(
                     names=", ".join(NOTIFICATION_EVENTS)))

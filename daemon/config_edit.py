@@ -39,7 +39,7 @@ offline = true
 """
 
 
-def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], None]) -> Config:
+def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], object]) -> Config:
     text = path.read_text("utf-8") if path.exists() else TEMPLATE
     document = tomlkit.parse(text)
     change(document)
@@ -133,5 +133,5 @@ def remove_trusted_key(path: Path, key_id: str) -> bool:
     if match is None:
         return False
     _edit(path, lambda document: _remove_where(document, "trusted_keys", "public_key",
-                                               match.text) and None)
+                                               match.text))
     return True

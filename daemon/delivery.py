@@ -73,9 +73,9 @@ class Delivery:
                     continue
             outcomes.append(self._deliver(item, self.app.inbox))
         if wanted is not None:
-            outcomes += [DeliveryOutcome(item, Result.NOT_WAITING)
+            outcomes += [DeliveryOutcome(known, Result.NOT_WAITING)
                          for item_id in wanted - {o.item.id for o in outcomes}
-                         if (item := self.queue.get(item_id)) is not None]
+                         if (known := self.queue.get(item_id)) is not None]
         return outcomes
 
     def _deliver(self, item: Item, inbox: Path) -> DeliveryOutcome:

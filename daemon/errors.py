@@ -1,4 +1,4 @@
-"""Why an exchange file is refused: stable codes with plain-language reasons in French and English."""
+"""Why an exchange file is refused: stable codes, plain reasons in French and English."""
 
 from __future__ import annotations
 

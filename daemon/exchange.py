@@ -60,7 +60,7 @@ def verify_exchange(
     path: Path,
     trusted: Mapping[str, PublicKey],
     display_name: str | None = None,
-    limits: Limits = Limits(),  # noqa: B008 - immutable
+    limits: Limits = Limits(),
 ) -> Manifest:
     """Check an exchange file completely and return its manifest, or raise Rejected.
 
@@ -135,7 +135,7 @@ def _check_entries(
         ):
             raise Rejected(Code.RATIO_TOO_HIGH, f"{name}: {info.compress_size} → {info.file_size}")
         entries[name] = _Entry(info, _data_start(handle, info))
-    _check_no_overlap(entries.values(), archive.start_dir)  # type: ignore[attr-defined]
+    _check_no_overlap(entries.values(), archive.start_dir)
     return entries
 
 
@@ -157,7 +157,7 @@ def _data_start(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
     fields = _LOCAL_HEADER.unpack(header)
     if fields[0] != _LOCAL_MAGIC:
         raise Rejected(Code.TRUNCATED, info.filename)
-    name_length, extra_length = fields[9], fields[10]
+    name_length, extra_length = int(fields[9]), int(fields[10])
     # The local name must be the central directory's name: two names for one entry is how
     # archives show one thing to a checker and another to an extractor.
     local_name = handle.read(name_length)
@@ -179,7 +179,10 @@ def _check_no_overlap(entries: Iterable[_Entry], central_directory: int) -> None
 
 
 def _read_signed_manifest(
-    handle: BinaryIO, entries: Mapping[str, _Entry], trusted: Mapping[str, PublicKey], limits: Limits
+    handle: BinaryIO,
+    entries: Mapping[str, _Entry],
+    trusted: Mapping[str, PublicKey],
+    limits: Limits,
 ) -> Manifest:
     manifest_entry = entries.get(MANIFEST_NAME)
     if manifest_entry is None:

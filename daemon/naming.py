@@ -11,7 +11,9 @@ from datetime import datetime
 from daemon.errors import Code, Rejected
 
 DOSSIER_RE = re.compile(r"[A-Za-z0-9]{1,20}")
-_NAME_RE = re.compile(r"(?P<dossier>[A-Za-z0-9]{1,20})-(?P<stamp>[0-9]{14})\.(?P<ext>wwz|wvz)", re.I)
+_NAME_RE = re.compile(
+    r"(?P<dossier>[A-Za-z0-9]{1,20})-(?P<stamp>[0-9]{14})\.(?P<ext>wwz|wvz)", re.I
+)
 STAMP_FORMAT = "%Y%m%d%H%M%S"
 MAX_PATH_LENGTH = 240
 MAX_COMPONENT_LENGTH = 120
