@@ -443,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("config", cmd_config, _("show the effective configuration and folders"))
     p.add_argument("--json", action="store_true", help=_("JSON output"))
 
+    from daemon.web.commands import register as register_web_commands
+
+    register_web_commands(command)
+
     p = command("demo", cmd_demo, _("show the whole flow in a temporary folder"))
     p.add_argument("--keep", action="store_true", help=_("keep the temporary folder"))
     return parser

@@ -62,14 +62,25 @@ class Intake:
         """Import a file from an open stream, known to the user as `name`."""
         self.paths.staging.mkdir(parents=True, exist_ok=True)
         staged = temp_name(self.paths.staging / os.path.basename(name))
-        sha256: str | None = None
         try:
-            try:
-                sha256, size = copy_hashing(source, staged, limit=self.limits.max_file_size)
-            except OverflowError as exc:
-                raise Rejected(Code.TOO_LARGE, f"> {self.limits.max_file_size}") from exc
-            except OSError as exc:
-                raise Rejected(Code.UNREADABLE, exc.strerror or exc) from None
+            sha256, size = copy_hashing(source, staged, limit=self.limits.max_file_size)
+        except OverflowError:
+            rejection = Rejected(Code.TOO_LARGE, f"> {self.limits.max_file_size}")
+        except OSError as exc:
+            rejection = Rejected(Code.UNREADABLE, exc.strerror or exc)
+        else:
+            return self.import_staged(staged, name, sha256, size, origin)
+        # The copy failed part-way: nothing was staged, only the reason is kept.
+        return self._reject(staged, name, origin, rejection, None)
+
+    def import_staged(self, staged: Path, name: str, sha256: str, size: int,
+                      origin: str) -> IntakeResult:
+        """Import a private copy already in the staging folder, whose hash is known.
+
+        Sources that write their own copy while hashing (downloads) use this to avoid
+        copying the file a second time. The staged file is consumed in every case.
+        """
+        try:
             parse_name(name)
             return self._verify_and_queue(staged, name, sha256, size, origin)
         except Rejected as rejection:

@@ -1,0 +1,1 @@
+"""The accountant's web endpoint: signed index, publishing, polling and downloads."""
