@@ -345,6 +345,20 @@ def _queue_delete(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_journal(ctx: Context, args: argparse.Namespace) -> int:
+    """Show recent activity in words."""
+    from daemon.presentation import describe_activity
+
+    entries = ctx.queue.history(args.limit)
+    if args.json:
+        emit_json([{"at": e.at, "item_id": e.item_id, "action": e.action, **e.detail}
+                   for e in entries])
+        return EXIT_OK
+    for entry in reversed(entries):
+        out(f"{_local_time(entry.at)}  {describe_activity(entry.action, entry.detail)}")
+    return EXIT_OK
+
+
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     """Show the whole flow in a temporary home."""
     from daemon.demo import run_demo
@@ -439,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--json", action="store_true", help=_("JSON output"))
     rm = actions.add_parser("delete", help=_("Supprimer: remove updates from the queue"))
     rm.add_argument("ids", nargs="+", type=int, metavar="ID")
+
+    p = command("journal", cmd_journal, _("recent activity"))
+    p.add_argument("--limit", type=int, default=50, help=_("how many lines"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
 
     p = command("config", cmd_config, _("show the effective configuration and folders"))
     p.add_argument("--json", action="store_true", help=_("JSON output"))

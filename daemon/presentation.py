@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from daemon.i18n import _, current_language, ngettext
 from daemon.manifest import Manifest
@@ -64,3 +65,43 @@ def describe_exchange(manifest: Manifest) -> list[str]:
         lines.append(_("Comments: {text}").format(text=manifest.comments))
     lines.append(_("Sequence number: {n}").format(n=manifest.sequence))
     return lines
+
+
+def describe_activity(action: str, detail: dict[str, Any]) -> str:
+    """Return one line of the activity log in words."""
+    name = str(detail.get("name", ""))
+    origin = origin_label(str(detail.get("origin", "")))
+    if action == "received":
+        text = _("{file} received ({origin})").format(file=name, origin=origin)
+        if detail.get("etalon"):
+            text += " — " + _("contains dossiers étalons")
+        return text
+    if action == "rejected":
+        from daemon.errors import Code, Rejected
+
+        try:
+            reason = Rejected(Code(str(detail.get("code"))), detail.get("detail", "")).reason()
+        except ValueError:
+            reason = str(detail.get("code"))
+        return _("{file} refused ({origin}): {reason}").format(file=name, origin=origin,
+                                                              reason=reason)
+    if action == "delivered":
+        return _("{file} handed to the application").format(file=name)
+    if action == "deleted":
+        return _("{file} deleted").format(file=name)
+    if action == "restart_required":
+        return _("An update waits for the application to be restarted")
+    return action
+
+
+def origin_label(origin: str) -> str:
+    """Return where a file came from, in words."""
+    kind, _sep, where = origin.partition(":")
+    labels = {
+        "manual": _("imported by hand"),
+        "web": _("from the accountant's web site"),
+        "usb": _("from USB key {name}").format(name=where),
+        "folder": _("from folder {name}").format(name=where),
+        "demo": _("demo"),
+    }
+    return labels.get(kind, origin)
