@@ -5,13 +5,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+
+# temp_name() ends every temporary file with ".<pid>.<8 hex digits>.part".
+_TEMP_SUFFIX = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.part$")
 
 
 def fsync_dir(folder: Path) -> None:
@@ -28,6 +33,22 @@ def fsync_dir(folder: Path) -> None:
 def temp_name(final: Path) -> Path:
     """Return a hidden temporary name beside `final`, recognisable by the `.part` suffix."""
     return final.with_name(f".{final.name}.{os.getpid()}.{os.urandom(4).hex()}.part")
+
+
+def temp_writer_pid(path: Path) -> int | None:
+    """Return the id of the process that created a temp_name() file (None for other names)."""
+    match = _TEMP_SUFFIX.search(path.name)
+    return int(match.group(1)) if match else None
+
+
+def is_orphan_temp(path: Path) -> bool:
+    """Tell whether `path` is a temp_name() file whose writing process has ended."""
+    pid = temp_writer_pid(path)
+    if pid is None:
+        return False
+    import psutil
+
+    return not psutil.pid_exists(pid)
 
 
 @contextlib.contextmanager
@@ -63,6 +84,25 @@ def durable_move(src: Path, final: Path) -> None:
     fsync_dir(final.parent)
     if src.parent != final.parent:
         fsync_dir(src.parent)
+
+
+def durable_link(src: Path, final: Path) -> None:
+    """Give `src` a second name `final` (a hard link, else a copy), durably and atomically."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(final)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        # No hard links here (some file systems): a full copy keeps the same promise.
+        atomic_copy(src, final)
+        return
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(final.parent)
 
 
 def copy_hashing(
@@ -105,3 +145,36 @@ def private_temp_dir(parent: Path) -> Path:
     """Create a folder only the user can read, under `parent`."""
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=parent))
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock_descriptor(fd: int) -> None:
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue  # LK_LOCK gives up after about ten seconds: keep waiting
+else:
+    import fcntl
+
+    def _lock_descriptor(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed), shared by every process.
+
+    Blocks until the lock is free. The lock goes with the open file, so a process that
+    dies (even by kill -9) releases it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _lock_descriptor(fd)
+        yield
+    finally:
+        os.close(fd)
