@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import Code, Rejected
-from daemon.fsutil import durable_move
+from daemon.fsutil import durable_move, is_orphan_temp
 from daemon.manifest import Manifest
 
 SCHEMA_VERSION = 1
@@ -88,6 +88,11 @@ def _older_than(path: Path, seconds: float) -> bool:
         return time.time() - path.stat().st_mtime > seconds
     except FileNotFoundError:
         return False
+
+
+def _abandoned(path: Path, seconds: float) -> bool:
+    """Tell whether a staging file is no longer being written by anyone."""
+    return is_orphan_temp(path) or _older_than(path, seconds)
 
 
 def now_utc() -> str:
@@ -193,10 +198,13 @@ class Queue:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # Also after a failed COMMIT: a transaction left open would refuse every
+                # later BEGIN on this connection.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _log(self, db: sqlite3.Connection, item_id: int | None, action: str,
              **detail: Any) -> None:
@@ -223,27 +231,40 @@ class Queue:
             if existing is not None:
                 return Outcome.DUPLICATE, Item.from_row(existing)
             self._check_sequence(db, manifest)
-            durable_move(staged, self.spool / spool_name)
-            stamp = now_utc()
-            cursor = db.execute(
-                "INSERT INTO items (state, name, origin, dossier, sequence, sha256, size,"
-                " generated_at, etalon, spool_name, manifest, received_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (State.WAITING, name, origin, manifest.dossier, manifest.sequence, sha256,
-                 size, manifest.generated_at.astimezone(UTC).isoformat(), manifest.etalon,
-                 spool_name, manifest.to_json().decode(), stamp, stamp),
-            )
-            item_id = cursor.lastrowid
-            db.execute(
-                "INSERT INTO dossiers (number, last_sequence) VALUES (?, ?)"
-                " ON CONFLICT (number) DO UPDATE SET last_sequence = excluded.last_sequence",
-                (manifest.dossier, manifest.sequence),
-            )
-            self._log(db, item_id, "received", name=name, origin=origin,
-                      dossier=manifest.dossier, sequence=manifest.sequence,
-                      etalon=manifest.etalon)
+            target = self.spool / spool_name
+            durable_move(staged, target)
+            try:
+                item_id = self._insert_item(db, manifest, name, spool_name, sha256, size,
+                                            origin)
+            except BaseException:
+                # The row is rolled back: take the file out again rather than leave an orphan.
+                target.unlink(missing_ok=True)
+                raise
             row = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
         return Outcome.QUEUED, Item.from_row(row)
+
+    def _insert_item(self, db: sqlite3.Connection, manifest: Manifest, name: str,
+                     spool_name: str, sha256: str, size: int, origin: str) -> int | None:
+        """Record a newly spooled file as waiting, raise the dossier's sequence, log it."""
+        stamp = now_utc()
+        cursor = db.execute(
+            "INSERT INTO items (state, name, origin, dossier, sequence, sha256, size,"
+            " generated_at, etalon, spool_name, manifest, received_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (State.WAITING, name, origin, manifest.dossier, manifest.sequence, sha256,
+             size, manifest.generated_at.astimezone(UTC).isoformat(), manifest.etalon,
+             spool_name, manifest.to_json().decode(), stamp, stamp),
+        )
+        item_id = cursor.lastrowid
+        db.execute(
+            "INSERT INTO dossiers (number, last_sequence) VALUES (?, ?)"
+            " ON CONFLICT (number) DO UPDATE SET last_sequence = excluded.last_sequence",
+            (manifest.dossier, manifest.sequence),
+        )
+        self._log(db, item_id, "received", name=name, origin=origin,
+                  dossier=manifest.dossier, sequence=manifest.sequence,
+                  etalon=manifest.etalon)
+        return item_id
 
     @staticmethod
     def _check_sequence(db: sqlite3.Connection, manifest: Manifest) -> None:
@@ -354,7 +375,8 @@ class Queue:
 
     def recover(self, staging_age_s: float = 3600.0) -> list[Path]:
         """Remove leftovers of an interrupted run: spool files no item refers to, and
-        staging files untouched for `staging_age_s` (a live import keeps writing its own)."""
+        staging files whose writer has ended or that were untouched for `staging_age_s`
+        (a live import keeps writing its own)."""
         removed = []
         # Holding the write lock keeps out an enqueue that has moved its file into the
         # spool but not yet committed the row that refers to it.
@@ -366,7 +388,7 @@ class Queue:
                 relative = path.relative_to(self.spool).as_posix()
                 if not path.is_file() or relative in known:
                     continue
-                if relative.startswith(".") and not _older_than(path, staging_age_s):
+                if relative.startswith(".") and not _abandoned(path, staging_age_s):
                     continue
                 path.unlink(missing_ok=True)
                 removed.append(path)
