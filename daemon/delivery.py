@@ -12,7 +12,14 @@ from pathlib import Path
 
 from daemon.app import AppWatcher
 from daemon.config import AppConfig, Paths
-from daemon.fsutil import atomic_copy, durable_move
+from daemon.fsutil import (
+    atomic_copy,
+    durable_link,
+    exclusive_lock,
+    fsync_dir,
+    is_orphan_temp,
+    sha256_file,
+)
 from daemon.queue import Item, Queue, State
 
 TRASH_DAYS = 30
@@ -49,19 +56,41 @@ class Delivery:
         self.paths = paths
         self.watcher = watcher or AppWatcher(app)
 
+    @property
+    def lock_path(self) -> Path:
+        """Return the lock file that lets one process at a time hand items over."""
+        return self.paths.data / "delivery.lock"
+
     def process(self, ids: Iterable[int] | None = None) -> list[DeliveryOutcome]:
         """Hand waiting items (all, or those in `ids`) to the inbox, oldest first."""
-        if self.app.inbox is None:
+        inbox = self.app.inbox
+        if inbox is None:
             raise InboxNotConfigured
         wanted = None if ids is None else set(ids)
+        # The service, the CLI and the tray may all press *Traiter*: one at a time, so that
+        # no file is handed over twice and the inbox only ever receives complete files.
+        with exclusive_lock(self.lock_path):
+            remove_orphan_temps(inbox)
+            outcomes = self._process_in_order(inbox, wanted)
+        if wanted is not None:
+            outcomes += [DeliveryOutcome(known, Result.NOT_WAITING)
+                         for item_id in wanted - {o.item.id for o in outcomes}
+                         if (known := self.queue.get(item_id)) is not None]
+        return outcomes
+
+    def _process_in_order(self, inbox: Path, wanted: set[int] | None) -> list[DeliveryOutcome]:
         running: bool | None = None  # asked once, and only if an étalon update is there
         blocked: set[str] = set()
         outcomes = []
         for item in self.queue.pending():
-            if wanted is not None and item.id not in wanted:
-                continue
             dossier = item.dossier or ""
-            if dossier in blocked:
+            if wanted is not None and item.id not in wanted:
+                # A dossier's updates are integrated in order: one left waiting holds back
+                # the later ones.
+                blocked.add(dossier)
+                continue
+            if dossier in blocked or self._inbox_holds_another(inbox, item):
+                blocked.add(dossier)
                 outcomes.append(DeliveryOutcome(item, Result.HELD))
                 continue
             if item.etalon:
@@ -71,41 +100,65 @@ class Delivery:
                     blocked.add(dossier)
                     outcomes.append(DeliveryOutcome(item, Result.RESTART_REQUIRED))
                     continue
-            outcomes.append(self._deliver(item, self.app.inbox))
-        if wanted is not None:
-            outcomes += [DeliveryOutcome(known, Result.NOT_WAITING)
-                         for item_id in wanted - {o.item.id for o in outcomes}
-                         if (known := self.queue.get(item_id)) is not None]
+            outcomes.append(self._deliver(item, inbox))
         return outcomes
+
+    @staticmethod
+    def _inbox_holds_another(inbox: Path, item: Item) -> bool:
+        """Tell whether the inbox still holds a different file under this item's name.
+
+        Two updates generated at the same local time in different time zones share a
+        name: the second waits until the application has taken the first.
+        """
+        target = inbox / item.name
+        try:
+            return sha256_file(target) != item.sha256
+        except FileNotFoundError:
+            return False
 
     def _deliver(self, item: Item, inbox: Path) -> DeliveryOutcome:
         source = self.queue.spool_path(item)
         atomic_copy(source, inbox / item.name)
+        # The application has its copy; ours goes to the trash for a while, just in case.
+        # It is put there before the state changes so that no crash can lose it.
+        kept = self._keep_in_trash(source, item)
         done = self.queue.transition(item.id, [State.WAITING], State.DELIVERED, "delivered",
                                      name=item.name, inbox=str(inbox))
         if done is None:
+            self._forget(kept)
             return DeliveryOutcome(item, Result.NOT_WAITING)
-        # The application has its copy; ours goes to the trash for a while, just in case.
-        self._to_trash(source, item)
+        self._forget(source)
         return DeliveryOutcome(done, Result.DELIVERED)
 
     def delete(self, item_id: int) -> Item | None:
         """*Supprimer*: take a waiting item out of the queue into the trash."""
-        item = self.queue.get(item_id)
-        if item is None or item.state is not State.WAITING:
-            return None
-        done = self.queue.transition(item.id, [State.WAITING], State.DELETED, "deleted",
-                                     name=item.name)
-        if done is not None:
-            self._to_trash(self.queue.spool_path(item), item)
+        with exclusive_lock(self.lock_path):
+            item = self.queue.get(item_id)
+            if item is None or item.state is not State.WAITING:
+                return None
+            source = self.queue.spool_path(item)
+            kept = self._keep_in_trash(source, item)
+            done = self.queue.transition(item.id, [State.WAITING], State.DELETED, "deleted",
+                                         name=item.name)
+            self._forget(source if done is not None else kept)
         return done
 
-    def _to_trash(self, source: Path, item: Item) -> None:
+    def _keep_in_trash(self, source: Path, item: Item) -> Path | None:
+        """Put a copy of the spool file in the trash; return it (None when there is none)."""
+        if not source.exists():
+            return None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        if source.exists():
-            target = self.paths.trash / f"{stamp}-{item.id}-{item.name}"
-            durable_move(source, target)
-            os.utime(target)  # the 30 days count from now, not from when it was received
+        target = self.paths.trash / f"{stamp}-{item.id}-{item.name}"
+        durable_link(source, target)
+        os.utime(target)  # the 30 days count from now, not from when it was received
+        return target
+
+    @staticmethod
+    def _forget(path: Path | None) -> None:
+        """Remove one name of a file, durably."""
+        if path is not None:
+            path.unlink(missing_ok=True)
+            fsync_dir(path.parent)
 
     def purge_trash(self, days: int = TRASH_DAYS, now: float | None = None) -> list[Path]:
         """Remove trash files older than `days`; return what was removed."""
@@ -117,3 +170,14 @@ class Delivery:
                     path.unlink(missing_ok=True)
                     removed.append(path)
         return removed
+
+
+def remove_orphan_temps(folder: Path) -> list[Path]:
+    """Remove temporary files that a process which has ended left in `folder`."""
+    removed = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and is_orphan_temp(path):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
