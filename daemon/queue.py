@@ -396,14 +396,19 @@ class Queue:
 
     def check_integrity(self) -> list[str]:
         """Return every inconsistency found (empty when all is well)."""
-        problems: list[str] = []
+        try:
+            return self._integrity_problems()
+        except sqlite3.DatabaseError as exc:
+            # A damaged file may fail the check itself: that is the answer, not a crash.
+            return [f"sqlite: {exc}"]
+
+    def _integrity_problems(self) -> list[str]:
         with self._lock:
-            result = self._db.execute("PRAGMA integrity_check").fetchone()[0]
-            if result != "ok":
-                problems.append(f"sqlite: {result}")
+            results = [row[0] for row in self._db.execute("PRAGMA integrity_check")]
             duplicates = self._db.execute(
                 "SELECT dossier, sequence, count(*) FROM items WHERE state != 'rejected'"
                 " GROUP BY dossier, sequence HAVING count(*) > 1").fetchall()
+        problems = [f"sqlite: {result}" for result in results if result != "ok"]
         problems += [f"duplicate item {d}/{s}" for d, s, _ in duplicates]
         for item in self.pending():
             if not self.spool_path(item).is_file():
