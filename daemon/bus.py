@@ -13,7 +13,7 @@ from daemon.events import Event
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
-Handler = Callable[[Event], None]
+Handler = Callable[[Event], object]
 _STOP = object()
 
 

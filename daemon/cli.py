@@ -359,6 +359,44 @@ def cmd_journal(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def has_display() -> bool:
+    """Tell whether a graphical session is there to show a tray icon."""
+    import os
+
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    """Run the always-on service (with the tray icon unless --headless)."""
+    import logging
+
+    from daemon.logs import setup_logging
+    from daemon.service import AlreadyRunning, build_service, install_signal_handlers
+
+    ctx.paths.ensure()
+    setup_logging(ctx.paths.logs, args.verbose)
+    log = logging.getLogger("passeur")
+    if not args.headless:
+        if has_display():
+            log.info(_("The tray icon is not available in this version: running without it"))
+        else:
+            log.info(_("No display: passeur runs without its tray icon"))
+    if not ctx.config.exists or not ctx.config.dossiers:
+        log.info(_("passeur is not configured yet: add a dossier and the accountant's key "
+                   "(passeur dossier add, passeur trust add) in {path}").format(
+                       path=ctx.config_path))
+    service = build_service(ctx)
+    install_signal_handlers(service.stop)
+    try:
+        service.run()
+    except AlreadyRunning:
+        err(_("passeur is already running for {folder}").format(folder=ctx.paths.data))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     """Show the whole flow in a temporary home."""
     from daemon.demo import run_demo
@@ -453,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--json", action="store_true", help=_("JSON output"))
     rm = actions.add_parser("delete", help=_("Supprimer: remove updates from the queue"))
     rm.add_argument("ids", nargs="+", type=int, metavar="ID")
+
+    p = command("run", cmd_run, _("run the always-on service"))
+    p.add_argument("--headless", action="store_true", help=_("without the tray icon"))
+    p.add_argument("--verbose", action="store_true", help=_("log more details"))
 
     p = command("journal", cmd_journal, _("recent activity"))
     p.add_argument("--limit", type=int, default=50, help=_("how many lines"))

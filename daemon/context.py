@@ -5,11 +5,16 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from daemon.bus import EventBus
 from daemon.config import Config, Paths, load_config
 from daemon.delivery import Delivery
 from daemon.intake import Intake
 from daemon.queue import Queue
+
+if TYPE_CHECKING:
+    from daemon.service import Source
 
 
 class Context:
@@ -38,6 +43,16 @@ class Context:
     def delivery(self) -> Delivery:
         """Return the delivery to the accounting application."""
         return Delivery(self.queue, self.config.app, self.paths)
+
+    @functools.cached_property
+    def bus(self) -> EventBus:
+        """Return the one event bus of this process."""
+        return EventBus()
+
+    def build_sources(self) -> list[Source]:
+        """Return the sources the configuration asks for, not yet started."""
+        sources: list[Source] = []
+        return sources
 
     def reload_config(self) -> Config:
         """Forget the cached config (after the CLI edited it) and read it again."""

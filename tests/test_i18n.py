@@ -26,7 +26,7 @@ def source_messages() -> set[str]:
         for _file, _line, message, _comments, _context in extract_from_dir(
             ROOT / folder, keywords=KEYWORDS, comment_tags=()
         ):
-            found.add(message if isinstance(message, str) else message[0])
+            found.add(message if isinstance(message, str) else str(message[0]))  # type: ignore[index]
     return found
 
 

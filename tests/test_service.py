@@ -1,0 +1,133 @@
+"""The always-on service as a real process: clean stop, single instance, restart watch."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daemon import events as ev
+from daemon.bus import EventBus
+from daemon.keys import SigningKey
+from tests.helpers import Home, make_home
+
+DEMO_APP = Path(__file__).resolve().parent.parent / "daemon" / "demo_app.py"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def start_service(home: Home) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "run", "--headless"], env=home.env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    log = home.root / "logs" / "passeur.log"
+    before = log.read_text().count("passeur démarré") if log.exists() else 0
+    assert wait_for(lambda: log.exists() and log.read_text().count("passeur démarré") > before), (
+        process.poll(), log.read_text() if log.exists() else "")
+    return process
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=15)
+    return process.returncode, err
+
+
+def test_service_stops_cleanly_on_sigterm_and_sigint(home: Home) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        process = start_service(home)
+        process.send_signal(signum)
+        _out, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err
+        assert "passeur s'arrête" in err
+
+
+def test_only_one_service_per_home(home: Home) -> None:
+    process = start_service(home)
+    try:
+        second = home.passeur("run", "--headless", timeout=15)
+        assert second.returncode == 1
+        assert "passeur est déjà lancé" in second.stderr
+    finally:
+        assert stop(process)[0] == 0
+
+
+def test_an_unconfigured_home_says_how_to_configure(tmp_path: Path) -> None:
+    home = Home(tmp_path, SigningKey.generate(), tmp_path, tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "run"], env=home.env | {"DISPLAY": ""},
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    time.sleep(1.5)
+    code, err = stop(process)
+    assert code == 0
+    assert "Pas d'affichage" in err
+    assert "passeur dossier add" in err
+
+
+def test_updates_held_for_a_restart_are_handed_over_when_the_app_closes(
+    tmp_path: Path, signing_key: SigningKey
+) -> None:
+    home = make_home(tmp_path / "home", signing_key, app_names=("demo_app.py",))
+    app = subprocess.Popen([sys.executable, str(DEMO_APP), str(tmp_path / "app-inbox")])
+    try:
+        etalon = home.update(1, etalon=True)
+        later = home.update(2)
+        home.passeur("import", str(etalon), str(later), check=True)
+        home.passeur("queue", "process", "--all")
+        listed = home.passeur("queue", "--json", check=True).stdout
+        assert '"restart_required": true' in listed
+        assert not (home.inbox / etalon.name).exists()
+        service = start_service(home)
+        time.sleep(1)
+        assert not (home.inbox / etalon.name).exists(), "handed over while the app runs"
+        app.terminate()
+        app.wait(10)
+        delivered = wait_for(lambda: (home.inbox / later.name).exists())
+        code, err = stop(service)
+        assert delivered, err
+        assert (home.inbox / etalon.name).exists()
+        assert code == 0, err
+        assert f"{etalon.name} remis à l'application" in err
+    finally:
+        app.kill()
+
+
+def test_a_slow_or_failing_subscriber_never_blocks_the_publisher() -> None:
+    bus = EventBus()
+    release = threading.Event()
+    seen: list[ev.Event] = []
+    bus.subscribe("slow", lambda event: release.wait(10))
+    bus.subscribe("broken", lambda event: 1 / 0)
+    bus.subscribe("fast", seen.append, ev.QueueChanged)
+    started = time.monotonic()
+    for waiting in range(100):
+        bus.publish(ev.QueueChanged(waiting))
+        bus.publish(ev.ServiceStarted())
+    assert time.monotonic() - started < 1.0
+    assert wait_for(lambda: len(seen) == 100, 5)
+    assert [e.waiting for e in seen if isinstance(e, ev.QueueChanged)] == list(range(100))
+    release.set()
+    bus.close()
+
+
+@pytest.mark.parametrize("event_type", ev.ALL_EVENTS)
+def test_events_are_immutable(event_type: type[ev.Event]) -> None:
+    import dataclasses
+
+    assert dataclasses.is_dataclass(event_type)
+    assert event_type.__dataclass_params__.frozen  # type: ignore[attr-defined]
