@@ -26,7 +26,7 @@ def source_messages() -> set[str]:
         for _file, _line, message, _comments, _context in extract_from_dir(
             ROOT / folder, keywords=KEYWORDS, comment_tags=()
         ):
-            found.add(message if isinstance(message, str) else str(message[0]))  # type: ignore[index]
+            found.add(message if isinstance(message, str) else str(message[0]))
     return found
 
 
@@ -38,7 +38,9 @@ def catalogue() -> dict[str, str]:
         if not message.id:
             continue
         key = message.id if isinstance(message.id, str) else message.id[0]
-        value = message.string if isinstance(message.string, str) else message.string[0]
+        value = message.string if isinstance(message.string, str) else str(
+            message.string[0]  # type: ignore[index]
+        )
         result[key] = value
     return result
 
