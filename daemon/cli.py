@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from daemon.queue import Item
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
+# The accountant's tools and the demo do not read the farmer's configuration.
+COMMANDS_WITHOUT_CONFIG = frozenset({"keygen", "pack", "publish", "demo"})
 
 Handler = Callable[[Context, argparse.Namespace], int]
 
@@ -378,18 +380,20 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     ctx.paths.ensure()
     setup_logging(ctx.paths.logs, args.verbose)
     log = logging.getLogger("passeur")
-    if not args.headless:
-        if has_display():
-            log.info(_("The tray icon is not available in this version: running without it"))
-        else:
-            log.info(_("No display: passeur runs without its tray icon"))
     if not ctx.config.exists or not ctx.config.dossiers:
         log.info(_("passeur is not configured yet: add a dossier and the accountant's key "
                    "(passeur dossier add, passeur trust add) in {path}").format(
                        path=ctx.config_path))
     service = build_service(ctx)
     install_signal_handlers(service.stop)
+    with_tray = not args.headless and has_display()
+    if not args.headless and not with_tray:
+        log.info(_("No display: passeur runs without its tray icon"))
     try:
+        if with_tray:
+            from tray.app import run_with_tray
+
+            return run_with_tray(ctx, service)
         service.run()
     except AlreadyRunning:
         err(_("passeur is already running for {folder}").format(folder=ctx.paths.data))
@@ -512,36 +516,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _early_language(argv: Sequence[str]) -> None:
-    """Pick the language before parsing, so that --help is already translated."""
-    i18n.setup(None)
+def _home_option(argv: Sequence[str]) -> str | None:
+    """Find --home before argparse runs (the language, hence the help, depends on it)."""
     home = None
     for index, arg in enumerate(argv):
         if arg == "--home" and index + 1 < len(argv):
             home = argv[index + 1]
         elif arg.startswith("--home="):
             home = arg.split("=", 1)[1]
-    try:
-        from daemon.config import Paths, load_config
+    return home
 
-        config = load_config(Paths.resolve(home).config_file)
+
+def _open_context(argv: Sequence[str]) -> Context:
+    """Build the context and pick the language from its config, before parsing."""
+    i18n.setup(None)
+    ctx = Context(_home_option(argv))
+    try:
+        language = ctx.config.language
     except (ConfigError, OSError):
-        return
-    if config.language:
-        i18n.setup(config.language)
+        return ctx  # a command that needs the config will report the error
+    if language:
+        i18n.setup(language)
+    return ctx
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _early_language(argv)
+    ctx = _open_context(argv)
     args = build_parser().parse_args(argv)
-    if args.command == "queue" and args.action is None:
+    if args.command in ("queue", "trust", "dossier") and args.action is None:
         args.action = "list"
-    if args.command in ("trust", "dossier") and args.action is None:
-        args.action = "list"
-    ctx = Context(args.home)
     try:
+        if args.command not in COMMANDS_WITHOUT_CONFIG:
+            ctx.config  # noqa: B018 - a wrong config is reported before anything is done
         result: int = args.handler(ctx, args)
     except ConfigError as exc:
         err(exc.message())
