@@ -11,8 +11,10 @@ from datetime import datetime
 from daemon.errors import Code, Rejected
 
 DOSSIER_RE = re.compile(r"[A-Za-z0-9]{1,20}")
+# Only the extension ignores case: an IGNORECASE dossier class would also match "K"
+# (Kelvin sign) or "ſ" (long s), which case-fold to ASCII letters.
 _NAME_RE = re.compile(
-    r"(?P<dossier>[A-Za-z0-9]{1,20})-(?P<stamp>[0-9]{14})\.(?P<ext>wwz|wvz)", re.I
+    r"(?P<dossier>[A-Za-z0-9]{1,20})-(?P<stamp>[0-9]{14})\.(?P<ext>(?i:wwz|wvz))"
 )
 STAMP_FORMAT = "%Y%m%d%H%M%S"
 MAX_PATH_LENGTH = 240
@@ -42,7 +44,13 @@ class ExchangeName:
     @property
     def canonical(self) -> str:
         """Return the name as passeur writes it (lower-case extension)."""
-        return f"{self.dossier}-{self.saved_at.strftime(STAMP_FORMAT)}.{self.kind.extension}"
+        return f"{self.dossier}-{format_stamp(self.saved_at)}.{self.kind.extension}"
+
+
+def format_stamp(moment: datetime) -> str:
+    """Return `YYYYMMDDHHMMSS`, the year always in four digits (strftime drops zeros)."""
+    return (f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"
+            f"{moment.hour:02d}{moment.minute:02d}{moment.second:02d}")
 
 
 def parse_name(name: str) -> ExchangeName:
@@ -74,20 +82,29 @@ def make_name(dossier: str, saved_at: datetime, kind: Kind) -> str:
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _FORBIDDEN_CHARS = frozenset('\\:\x00*?"<>|')
+# Control, format (bidi overrides, zero-width), surrogate and line/paragraph separators:
+# invisible or unrepresentable in a file name, and the stuff of spoofed names.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Windows opens a device, not a file, for these names, whatever the extension.
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in (*"123456789", "¹", "²", "³")}
+)
 
 
 def check_member_path(path: str) -> str:
     """Return `path` if it is a safe relative POSIX path inside an archive, else raise PATH_UNSAFE.
 
     Refuses absolute, drive-letter and UNC paths, `..` and `.` components, backslashes,
-    NUL, colons and other characters that are not portable, control characters, empty
-    components, and over-long names.
+    NUL, colons and other characters that are not portable, control and format
+    characters, empty components, Windows device names, and over-long names.
     """
     if not path or len(path) > MAX_PATH_LENGTH:
         raise Rejected(Code.PATH_UNSAFE, repr(path))
     if path.startswith(("/", "\\")) or _DRIVE_RE.match(path):
         raise Rejected(Code.PATH_UNSAFE, repr(path))
-    if any(ch in _FORBIDDEN_CHARS or unicodedata.category(ch) == "Cc" for ch in path):
+    if any(ch in _FORBIDDEN_CHARS or unicodedata.category(ch) in _FORBIDDEN_CATEGORIES
+           for ch in path):
         raise Rejected(Code.PATH_UNSAFE, repr(path))
     for part in path.split("/"):
         if part in ("", ".", "..") or len(part) > MAX_COMPONENT_LENGTH:
@@ -95,9 +112,22 @@ def check_member_path(path: str) -> str:
         # Windows silently strips trailing dots and spaces: "a." would become "a".
         if part != part.rstrip(". "):
             raise Rejected(Code.PATH_UNSAFE, repr(path))
+        if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+            raise Rejected(Code.PATH_UNSAFE, repr(path))
     return path
 
 
 def fold(path: str) -> str:
-    """Return the key under which two paths collide on case-insensitive, normalising systems."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", path).casefold())
+    """Return the key under which two paths collide on case-insensitive, normalising systems.
+
+    Upper- then lower-casing before case folding makes "ı" meet "I" and "i" as NTFS's
+    upper-case table does; repeating until nothing changes makes the key stable.
+    """
+    for _ in range(4):
+        folded = unicodedata.normalize(
+            "NFKC", unicodedata.normalize("NFKC", path).upper().lower().casefold()
+        )
+        if folded == path:
+            break
+        path = folded
+    return path
