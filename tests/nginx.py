@@ -47,7 +47,7 @@ def free_port() -> int:
 def ssha_hash(password: str) -> str:
     """Return an htpasswd `{SSHA}` hash (salted SHA-1, understood by nginx)."""
     salt = os.urandom(8)
-    digest = hashlib.sha1(password.encode() + salt).digest()  # noqa: S324 - nginx's format
+    digest = hashlib.sha1(password.encode() + salt).digest()  # nginx reads {SSHA}
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
 
 
