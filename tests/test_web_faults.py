@@ -32,6 +32,7 @@ from daemon.keys import SigningKey
 from daemon.queue import State
 from daemon.web.client import parse_retry_after
 from daemon.web.credentials import BASIC, BEARER, Credential, CredentialStore
+from daemon.web.failures import Failure, WebError
 from daemon.web.index import INDEX_NAME, sign_index
 from daemon.web.publish import Repository
 from tests.faultserver import (
@@ -80,8 +81,8 @@ def publish_big(home: Home, repo: Repository, sequence: int, etalon: bool = Fals
     return update
 
 
-def codes(report_failures: list[object]) -> list[str]:
-    return [str(getattr(f, "code", f)) for f in report_failures]
+def codes(failures: list[WebError]) -> list[str]:
+    return [str(f.code) for f in failures]
 
 
 def queued_names(home: Home) -> list[str]:
@@ -238,8 +239,8 @@ def test_retry_after_as_an_http_date() -> None:
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_the_cap(rig: Rig) -> None:
-    failures = [type("F", (), {"retry_after": None})()]
-    delays = [rig.poller.backoff_delay(n, failures) for n in range(1, 8)]  # type: ignore[arg-type]
+    failures = [WebError(Failure.SERVER_ERROR)]
+    delays = [rig.poller.backoff_delay(n, failures) for n in range(1, 8)]
     assert 0.04 <= delays[0] <= 0.06
     assert 0.08 <= delays[1] <= 0.12
     assert all(d <= FAST.backoff_cap for d in delays)

@@ -306,7 +306,11 @@ class WebClient:
                 discard_part(part)
                 raise WebError(Failure.SIZE_MISMATCH, dossier=dossier,
                                detail=f"{entry.name}: {offset + int(length)} ≠ {entry.size}")
-            PartInfo(url, entry.size, entry.sha256, response.headers.get("ETag")).save(note)
+            try:
+                PartInfo(url, entry.size, entry.sha256, response.headers.get("ETag")).save(note)
+            except OSError as exc:
+                discard_part(part)
+                raise _disk_error(exc, dossier, part) from None
             deadline = time.monotonic() + self.settings.deadline_for(entry.size - have)
             have = self._write_body(response, dossier, entry, part, have, digest, deadline,
                                     progress, stop)

@@ -7,6 +7,7 @@ version seen, so that a rolled-back index is refused even after a restart.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,4 +73,18 @@ class PartInfo:
 
     def save(self, path: Path) -> None:
         """Write the note atomically (it must never describe the wrong bytes)."""
-        atomic_write_bytes(path, json.dumps(asdict(self)).encode())
+        _write_replacing(path, json.dumps(asdict(self)).encode())
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    """Write temp → fsync → rename, and leave no temp file behind when the disk is full."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
