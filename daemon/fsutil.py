@@ -98,10 +98,11 @@ def durable_link(src: Path, final: Path) -> None:
         return
     try:
         os.replace(tmp, final)
-    except BaseException:
+    finally:
+        # rename() does nothing when both names are already links to the same file: the
+        # temporary name would stay behind.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
     fsync_dir(final.parent)
 
 
