@@ -70,7 +70,8 @@ class Delivery:
         # The service, the CLI and the tray may all press *Traiter*: one at a time, so that
         # no file is handed over twice and the inbox only ever receives complete files.
         with exclusive_lock(self.lock_path):
-            remove_orphan_temps(inbox)
+            for folder in (inbox, self.paths.trash):
+                remove_orphan_temps(folder)
             outcomes = self._process_in_order(inbox, wanted)
         if wanted is not None:
             outcomes += [DeliveryOutcome(known, Result.NOT_WAITING)
