@@ -363,6 +363,7 @@ def test_traiter_killed_at_a_random_point_delivers_each_update_once(
         queue.recover()
         assert queue.pending() == []
         assert sorted(p.name for p in files_under(home.inbox)) == sorted(batch.sha)
+        assert not [p for p in files_under(ctx.paths.trash) if p.name.endswith(".part")]
         for path in files_under(home.inbox):
             assert sha256_file(path) == batch.sha[path.name]
         delivered = [h.detail["name"] for h in reversed(queue.history(1000))

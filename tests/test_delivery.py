@@ -21,7 +21,7 @@ from daemon import config_edit, i18n
 from daemon.app import AppWatcher
 from daemon.config import AppConfig
 from daemon.delivery import TRASH_DAYS, InboxNotConfigured, Result
-from daemon.fsutil import sha256_file, temp_name
+from daemon.fsutil import durable_link, sha256_file, temp_name
 from daemon.keys import SigningKey
 from daemon.queue import Item, Outcome, State
 from tests.helpers import Home, make_home
@@ -235,6 +235,17 @@ def test_traiter_removes_temporary_files_left_by_a_dead_process_only(home: Home)
 
 
 # ---------------------------------------------------------------- Supprimer and the trash
+
+
+def test_keeping_the_same_file_twice_leaves_no_temporary_name(tmp_path: Path) -> None:
+    source = tmp_path / "spool" / "update.wwz"
+    source.parent.mkdir()
+    source.write_bytes(b"update")
+    kept = tmp_path / "trash" / "update.wwz"
+    durable_link(source, kept)
+    durable_link(source, kept)  # a re-run after a crash, within the same second
+    assert [p.name for p in kept.parent.iterdir()] == ["update.wwz"]
+    assert kept.read_bytes() == b"update"
 
 
 def test_supprimer_moves_the_file_to_the_trash(home: Home) -> None:
