@@ -81,9 +81,74 @@ class Manifest:
         return _Reader(data).manifest()
 
 
+def parse_json(raw: bytes) -> object:
+    """Decode manifest bytes strictly, raising Rejected(MANIFEST_MALFORMED) on any fault.
+
+    Strict means: UTF-8 only, no NaN or Infinity, no key given twice (two readers could
+    pick different values), no lone surrogate (no file system can hold it), and no
+    nesting or number deep or long enough to exhaust the interpreter.
+    """
+    try:
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys,
+                          parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # JSON and Unicode errors are ValueErrors
+        raise Rejected(Code.MANIFEST_MALFORMED, _short(exc)) from None
+    if _holds_unencodable_text(data):
+        raise Rejected(Code.MANIFEST_MALFORMED, "surrogate")
+    return data
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc)[:200]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(name)
+
+
+def _holds_unencodable_text(data: object) -> bool:
+    # Iterative: the decoder allows nesting close to the recursion limit.
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def declared_format(data: object) -> object:
     """Return the manifest's format version field, whatever its type."""
     return data.get("format") if isinstance(data, dict) else None
+
+
+def check_format(data: object) -> None:
+    """Raise MANIFEST_MALFORMED unless `data` is an object with an integer format, and
+    FORMAT_VERSION when that integer is not a version this reader knows."""
+    if not isinstance(data, dict):
+        raise Rejected(Code.MANIFEST_MALFORMED, "not an object")
+    version = data.get("format")
+    # bool is an int in Python, and true == 1: "format": true is still wrong.
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise Rejected(Code.MANIFEST_MALFORMED, "format")
+    if version != FORMAT_VERSION:
+        raise Rejected(Code.FORMAT_VERSION, version)
 
 
 def declared_key_id(data: object) -> str:
@@ -117,8 +182,7 @@ class _Reader:
         return value
 
     def manifest(self) -> Manifest:
-        if self.data.get("format") != FORMAT_VERSION:
-            raise Rejected(Code.FORMAT_VERSION, self.data.get("format"))
+        check_format(self.data)
         try:
             kind = Kind(self.get("kind", str))
         except ValueError:
