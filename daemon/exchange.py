@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 import zipfile
 import zlib
@@ -16,19 +15,31 @@ from daemon.errors import Code, Rejected
 from daemon.fsutil import CHUNK, atomic_writer
 from daemon.keys import MANIFEST_CONTEXT, PublicKey, SigningKey
 from daemon.manifest import (
-    FORMAT_VERSION,
     MANIFEST_NAME,
     RESERVED_NAMES,
     SIGNATURE_NAME,
     Manifest,
     Member,
-    declared_format,
+    check_format,
     declared_key_id,
+    parse_json,
 )
-from daemon.naming import check_member_path, fold, make_name, parse_name
+from daemon.naming import MAX_PATH_LENGTH, check_member_path, fold, make_name, parse_name
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _LOCAL_MAGIC = b"PK\x03\x04"
+_END_RECORD = struct.Struct("<4sHHHHIIH")
+_END_MAGIC = b"PK\x05\x06"
+_ZIP64_LOCATOR = struct.Struct("<4sIQI")
+_ZIP64_LOCATOR_MAGIC = b"PK\x06\x07"
+_ZIP64_END_RECORD = struct.Struct("<4sQHHIIQQQQ")
+_ZIP64_END_MAGIC = b"PK\x06\x06"
+# The end record sits in the last 22 bytes, or before a comment of at most 64 KiB.
+_END_SEARCH = _END_RECORD.size + 0xFFFF
+# A generous bound for one central directory record: fixed part, a name of
+# MAX_PATH_LENGTH characters in UTF-8, and room for extra fields and a comment.
+_MAX_DIRECTORY_RECORD = 46 + 4 * MAX_PATH_LENGTH + 2048
+_ENCRYPTED = 0x1
 _S_IFMT = 0o170000
 _S_IFLNK = 0o120000
 # Below this size a high ratio is harmless (a small file of zeros compresses very well).
@@ -50,6 +61,9 @@ class Limits:
 class _Entry:
     info: zipfile.ZipInfo
     data_start: int
+    local_name: bytes
+    local_flags: int
+    local_method: int
 
     @property
     def data_end(self) -> int:
@@ -90,7 +104,11 @@ def check_name_matches(display_name: str, manifest: Manifest) -> None:
 
 
 def _verify_open(handle: BinaryIO, trusted: Mapping[str, PublicKey], limits: Limits) -> Manifest:
+    declared_count = _check_declared_directory(handle, limits)
     archive = _open_zip(handle)
+    if declared_count is not None and declared_count != len(archive.infolist()):
+        # Extractors that trust the count would see other members than we checked.
+        raise Rejected(Code.TRUNCATED, f"{len(archive.infolist())} ≠ {declared_count}")
     entries = _check_entries(handle, archive, limits)
     manifest = _read_signed_manifest(handle, entries, trusted, limits)
     _check_members_match(entries, manifest)
@@ -100,56 +118,141 @@ def _verify_open(handle: BinaryIO, trusted: Mapping[str, PublicKey], limits: Lim
 
 
 def _open_zip(handle: BinaryIO) -> zipfile.ZipFile:
+    handle.seek(0)
     head = handle.read(4)
     handle.seek(0)
     try:
-        return zipfile.ZipFile(handle)
+        archive = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, EOFError, ValueError) as exc:
         if head == _LOCAL_MAGIC:
             raise Rejected(Code.TRUNCATED, exc) from None
         raise Rejected(Code.NOT_ZIP) from None
+    return archive
+
+
+def _check_declared_directory(handle: BinaryIO, limits: Limits) -> int | None:
+    """Refuse a central directory too big to parse, from its end record alone.
+
+    zipfile builds an object for every record of the central directory before anyone can
+    count them, so the count and size the end record announces are checked first.
+    Returns the announced count, or None without an end record (zipfile will say why).
+    """
+    declared = _declared_directory(handle)
+    if declared is None:
+        return None
+    count, size = declared
+    allowed = limits.max_members + len(RESERVED_NAMES)
+    if count > allowed:
+        raise Rejected(Code.TOO_MANY_MEMBERS, count)
+    if size > allowed * _MAX_DIRECTORY_RECORD:
+        raise Rejected(Code.TOO_MANY_MEMBERS, f"{size} bytes of central directory")
+    return count
+
+
+def _declared_directory(handle: BinaryIO) -> tuple[int, int] | None:
+    """Return (entry count, central directory size) from the end record, if one is found."""
+    end = handle.seek(0, 2)
+    start = max(0, end - _END_SEARCH)
+    handle.seek(start)
+    tail = handle.read(end - start)
+    # As zipfile: a record without comment ends the file, else the last one that fits.
+    position = len(tail) - _END_RECORD.size
+    if position < 0 or not tail.startswith(_END_MAGIC, position):
+        position = tail.rfind(_END_MAGIC, 0, len(tail) - _END_RECORD.size + len(_END_MAGIC))
+    if position < 0:
+        return None
+    fields = _END_RECORD.unpack_from(tail, position)
+    plain = int(fields[4]), int(fields[5])
+    if plain[0] != 0xFFFF and plain[1] != 0xFFFFFFFF:
+        return plain
+    # Without a readable ZIP64 record, zipfile too takes the plain fields at their word.
+    return _declared_zip64_directory(handle, start + position) or plain
+
+
+def _declared_zip64_directory(handle: BinaryIO, end_record: int) -> tuple[int, int] | None:
+    if end_record < _ZIP64_LOCATOR.size:
+        return None
+    handle.seek(end_record - _ZIP64_LOCATOR.size)
+    locator = handle.read(_ZIP64_LOCATOR.size)
+    magic, _, offset, _ = _ZIP64_LOCATOR.unpack(locator)
+    if magic != _ZIP64_LOCATOR_MAGIC:
+        return None
+    handle.seek(offset)
+    record = handle.read(_ZIP64_END_RECORD.size)
+    if len(record) != _ZIP64_END_RECORD.size:
+        return None
+    fields = _ZIP64_END_RECORD.unpack(record)
+    if fields[0] != _ZIP64_END_MAGIC:
+        return None
+    return int(fields[7]), int(fields[8])
 
 
 def _check_entries(
     handle: BinaryIO, archive: zipfile.ZipFile, limits: Limits
 ) -> dict[str, _Entry]:
+    """Check the archive's structure from its headers alone; nothing is decompressed."""
     infos = archive.infolist()
     if len(infos) > limits.max_members + len(RESERVED_NAMES):
         raise Rejected(Code.TOO_MANY_MEMBERS, len(infos))
-    entries: dict[str, _Entry] = {}
-    folded: dict[str, str] = {}
-    total = 0
     for info in infos:
-        name = check_member_path(info.filename)
+        # orig_filename: zipfile cuts `filename` at the first NUL, hiding what follows.
+        check_member_path(info.orig_filename)
         _check_entry_kind(info)
-        if name in entries:
-            raise Rejected(Code.MEMBER_DUPLICATE, name)
-        other = folded.setdefault(fold(name), name)
-        if other != name:
-            raise Rejected(Code.NAME_COLLISION, f"{other} / {name}")
-        total += info.file_size
-        if total > limits.max_total_size:
-            raise Rejected(Code.TOO_LARGE, f"{total} > {limits.max_total_size}")
-        if info.file_size > _RATIO_FLOOR and (
-            info.file_size > limits.max_ratio * max(info.compress_size, 1)
-        ):
-            raise Rejected(Code.RATIO_TOO_HIGH, f"{name}: {info.compress_size} → {info.file_size}")
-        entries[name] = _Entry(info, _data_start(handle, info))
+    _check_unique_names(infos)
+    entries = {info.filename: _locate(handle, info) for info in infos}
+    # Overlap first: the overlapping-entries bomb also has absurd ratios and sizes, but
+    # this is what it is, and it is found in time linear in the number of headers.
     _check_no_overlap(entries.values(), archive.start_dir)
+    for entry in entries.values():
+        _check_local_header(entry)
+    _check_sizes(infos, limits)
     return entries
 
 
 def _check_entry_kind(info: zipfile.ZipInfo) -> None:
     if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
         raise Rejected(Code.SYMLINK, info.filename)
-    if info.flag_bits & 0x1:
+    if info.flag_bits & _ENCRYPTED:
         raise Rejected(Code.ENCRYPTED, info.filename)
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise Rejected(Code.UNSUPPORTED_COMPRESSION, info.filename)
 
 
-def _data_start(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
-    """Read a member's local header and return where its data begins."""
+def _check_unique_names(infos: Iterable[zipfile.ZipInfo]) -> None:
+    """Refuse two entries that would land on the same file, or a file where a folder goes."""
+    seen: set[str] = set()
+    folded: dict[str, str] = {}
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            raise Rejected(Code.MEMBER_DUPLICATE, name)
+        seen.add(name)
+        other = folded.setdefault(fold(name), name)
+        if other != name:
+            raise Rejected(Code.NAME_COLLISION, f"{other} / {name}")
+    for key, name in folded.items():
+        parts = key.split("/")
+        for depth in range(1, len(parts)):
+            folder = folded.get("/".join(parts[:depth]))
+            if folder is not None:
+                raise Rejected(Code.NAME_COLLISION, f"{folder} / {name}")
+
+
+def _check_sizes(infos: Iterable[zipfile.ZipInfo], limits: Limits) -> None:
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if total > limits.max_total_size:
+            raise Rejected(Code.TOO_LARGE, f"{total} > {limits.max_total_size}")
+        if info.file_size > _RATIO_FLOOR and (
+            info.file_size > limits.max_ratio * max(info.compress_size, 1)
+        ):
+            raise Rejected(Code.RATIO_TOO_HIGH,
+                           f"{info.filename}: {info.compress_size} → {info.file_size}")
+
+
+def _locate(handle: BinaryIO, info: zipfile.ZipInfo) -> _Entry:
+    """Read a member's local header: where its data begins, and what the header says."""
     handle.seek(info.header_offset)
     header = handle.read(_LOCAL_HEADER.size)
     if len(header) != _LOCAL_HEADER.size:
@@ -157,14 +260,28 @@ def _data_start(handle: BinaryIO, info: zipfile.ZipInfo) -> int:
     fields = _LOCAL_HEADER.unpack(header)
     if fields[0] != _LOCAL_MAGIC:
         raise Rejected(Code.TRUNCATED, info.filename)
+    flags, method = int(fields[2]), int(fields[3])
     name_length, extra_length = int(fields[9]), int(fields[10])
-    # The local name must be the central directory's name: two names for one entry is how
-    # archives show one thing to a checker and another to an extractor.
     local_name = handle.read(name_length)
+    data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    return _Entry(info, data_start, local_name, flags, method)
+
+
+def _check_local_header(entry: _Entry) -> None:
+    """The local header must tell the central directory's story.
+
+    Two names, methods or encryption flags for one entry is how an archive shows one
+    thing to a checker that reads the directory and another to an extractor that streams
+    local headers.
+    """
+    info = entry.info
     central_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
-    if local_name != central_name:
+    if (
+        entry.local_name != central_name
+        or entry.local_method != info.compress_type
+        or entry.local_flags & _ENCRYPTED != info.flag_bits & _ENCRYPTED
+    ):
         raise Rejected(Code.MEMBER_CORRUPT, info.filename)
-    return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
 
 
 def _check_no_overlap(entries: Iterable[_Entry], central_directory: int) -> None:
@@ -190,12 +307,8 @@ def _read_signed_manifest(
     if manifest_entry.info.file_size > limits.max_manifest_size:
         raise Rejected(Code.MANIFEST_MALFORMED, "too large")
     raw = b"".join(_member_chunks(handle, manifest_entry))
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Rejected(Code.MANIFEST_MALFORMED, exc) from None
-    if declared_format(data) != FORMAT_VERSION:
-        raise Rejected(Code.FORMAT_VERSION, declared_format(data))
+    data = parse_json(raw)
+    check_format(data)
     key_id = declared_key_id(data)
     signature_entry = entries.get(SIGNATURE_NAME)
     if signature_entry is None:
@@ -276,7 +389,9 @@ def _member_chunks(handle: BinaryIO, entry: _Entry) -> Iterator[bytes]:
         if produced > info.file_size:
             raise Rejected(Code.MEMBER_SIZE, f"{info.filename}: > {info.file_size}")
         yield tail
-    if not inflater.eof:
+    # Bytes after the end of the stream are inflated by nobody, hashed by nobody: a place
+    # to hide anything.
+    if not inflater.eof or inflater.unused_data:
         raise Rejected(Code.MEMBER_CORRUPT, info.filename)
 
 
@@ -286,8 +401,8 @@ def read_manifest_unverified(path: Path) -> dict[str, object] | None:
         with zipfile.ZipFile(path) as archive:
             if archive.getinfo(MANIFEST_NAME).file_size > Limits.max_manifest_size:
                 return None
-            data = json.loads(archive.read(MANIFEST_NAME))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
+            data = parse_json(archive.read(MANIFEST_NAME))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, zlib.error, Rejected):
         return None
     return data if isinstance(data, dict) else None
 
