@@ -108,7 +108,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
 events {{ worker_connections 128; }}
 http {{
-    log_format passeur '$request_method $uri $status range=$http_range '
+    log_format passeur escape=none '$request_method $uri $status range=$http_range '
                        'inm=$http_if_none_match sent=$body_bytes_sent';
     access_log {prefix}/access.log passeur;
     client_body_temp_path {prefix}/tmp/body;
