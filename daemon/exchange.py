@@ -123,7 +123,8 @@ def _open_zip(handle: BinaryIO) -> zipfile.ZipFile:
     handle.seek(0)
     try:
         archive = zipfile.ZipFile(handle)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+    # NotImplementedError: an entry needing a ZIP version zipfile does not know.
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
         if head == _LOCAL_MAGIC:
             raise Rejected(Code.TRUNCATED, exc) from None
         raise Rejected(Code.NOT_ZIP) from None

@@ -67,6 +67,7 @@ class Entry:
     local_flags: int | None = None  # defaults to `flags`
     header_offset: int | None = None  # central directory's pointer; defaults to the truth
     zip64: bool = False  # sizes in a ZIP64 extra field of the central directory
+    version_needed: int | None = None  # "version needed to extract", central directory
 
     @property
     def raw_name(self) -> bytes:
@@ -116,8 +117,9 @@ def central_header(entry: Entry, offset: int) -> bytes:
     compress_size = 0xFFFFFFFF if entry.zip64 else entry.declared_compress_size
     extra = _zip64_extra(entry) if entry.zip64 else b""
     version = 45 if entry.zip64 else 20
+    needed = version if entry.version_needed is None else entry.version_needed
     return _CENTRAL.pack(
-        b"PK\x01\x02", (UNIX << 8) | version, version, entry.flags, entry.method,
+        b"PK\x01\x02", (UNIX << 8) | version, needed, entry.flags, entry.method,
         DOS_TIME, DOS_DATE, entry.crc, compress_size, size, len(entry.raw_name), len(extra),
         0, 0, 0, entry.external_attr,
         offset if entry.header_offset is None else entry.header_offset,
@@ -611,6 +613,8 @@ HOSTILE: tuple[Case, ...] = (
     Case("truncated-half", Code.TRUNCATED, _truncated),
     Case("truncated-end-record", Code.TRUNCATED, _end_cut),
     Case("header-offset-beyond-end", Code.TRUNCATED, _offset_beyond_end),
+    Case("needs-zip-version-13.8", Code.TRUNCATED,
+         lambda key: with_content_entry(key, version_needed=138)),
     # ---- container tricks
     Case("encrypted-flag", Code.ENCRYPTED, lambda key: with_content_entry(key, flags=0x801)),
     Case("bzip2-method", Code.UNSUPPORTED_COMPRESSION,
