@@ -85,12 +85,18 @@ REASONS: dict[Code, str] = {
 }
 
 
+def encodable(text: str) -> str:
+    """Return `text` with lone surrogates replaced by U+FFFD, so that it can be printed,
+    stored and written as UTF-8 (file names that are not UTF-8 decode to surrogates)."""
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
 class Rejected(Exception):
     """An exchange file refused for one stated reason."""
 
     def __init__(self, code: Code, detail: object = "") -> None:
         self.code = code
-        self.detail = str(detail)
+        self.detail = encodable(str(detail))
         super().__init__(f"{code}: {self.reason_in('en')}")
 
     def reason(self) -> str:
