@@ -299,6 +299,28 @@ def test_a_file_that_cannot_be_read_is_refused_as_unreadable(
     assert [item.name for item in ctx.queue.items([State.REJECTED])] == [hostile.NAME]
 
 
+@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
+                   reason="intake writes the raw name (with surrogates) to the note and the "
+                          "database; daemon/intake.py must store an encodable form")
+def test_a_name_that_is_not_utf8_is_refused_not_a_crash(
+    busy_home: tuple[Home, Context], key_folder: Path
+) -> None:
+    """FAT keys written with another code page give names that do not decode as UTF-8."""
+    _, ctx = busy_home
+    key_folder.mkdir()
+    raw = os.fsencode(key_folder) + b"/8502182-2020\xe9.wwz"
+    with open(raw, "wb") as out:
+        out.write(b"junk")
+    original = Path(os.fsdecode(raw))
+    result = ctx.intake.import_path(original, "manual")
+    assert result.outcome is Outcome.REJECTED
+    assert result.rejection is not None
+    assert result.rejection.code is Code.BAD_NAME
+    assert original.read_bytes() == b"junk"
+    notes = list(ctx.paths.quarantine.glob("*.reason.json"))
+    assert [json.loads(note.read_text("utf-8"))["code"] for note in notes] == ["bad-name"]
+
+
 # ---------------------------------------------------------------- through the real CLI
 
 CLI_CASES = ("truncated-half", "path-dotdot", "overlapping-bomb", "signed-by-untrusted-key",
