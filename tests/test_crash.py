@@ -37,6 +37,7 @@ BATCH = 6
 IMPORT_TRIALS = 50
 CLI_TRIALS = 4
 DELIVERY_TRIALS = 16
+CHILD_TIMEOUT_S = 60.0  # a child killed at a step that never comes has hung
 STEPS = ("replace", "fsync", "link", "unlink")  # the os functions the durable paths use
 
 
@@ -140,14 +141,24 @@ def run_child(work: Callable[[int], None], plan: Plan) -> str:
         finally:
             os._exit(code)
     os.close(write_end)
-    if plan.delay is not None:
-        time.sleep(plan.delay)
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    status, killed = wait_or_kill(pid, CHILD_TIMEOUT_S if plan.delay is None else plan.delay)
     with os.fdopen(read_end, "rb") as reports:
         text = reports.read().decode()
+    assert plan.delay is not None or not killed, "the child hung"
     assert os.WIFSIGNALED(status) or os.waitstatus_to_exitcode(status) == 0, status
     return text
+
+
+def wait_or_kill(pid: int, seconds: float) -> tuple[int, bool]:
+    """Wait for a child for up to `seconds`, then SIGKILL it; return (status, killed)."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status, False
+        time.sleep(min(remaining, 0.002))
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1], True
 
 
 def import_batch(home: Path, files: list[Path], forever: bool) -> Callable[[int], None]:
