@@ -17,8 +17,12 @@ def _names_of(info: dict[str, object]) -> Iterable[str]:
         yield os.path.basename(exe)
     cmdline = info.get("cmdline")
     if isinstance(cmdline, list) and cmdline:
-        # Interpreted programs show up as "python"/"java": their script names the app.
-        yield from (os.path.basename(str(arg)) for arg in cmdline[:2])
+        # Interpreted programs show up as "python"/"java": their script names the app,
+        # right after the interpreter or after its options ("java -jar app.jar",
+        # "python -X utf8 app.py": an option's value may come first).
+        arguments = [str(arg) for arg in cmdline]
+        plain = [arg for arg in arguments[1:] if not arg.startswith("-")][:2]
+        yield from (os.path.basename(arg) for arg in [*arguments[:2], *plain])
 
 
 def _normalise(name: str) -> str:

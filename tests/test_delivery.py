@@ -122,6 +122,24 @@ def test_the_watcher_finds_the_standin_by_its_script_name(tmp_path: Path) -> Non
     assert AppWatcher(AppConfig()).running_pids() == []
 
 
+def test_the_watcher_finds_a_script_behind_interpreter_options(tmp_path: Path) -> None:
+    name = f"standin_app_{uuid.uuid4().hex[:8]}.py"
+    (tmp_path / name).symlink_to(STANDIN)
+    (tmp_path / "inbox").mkdir()
+    watcher = AppWatcher(AppConfig(process_names=(name.upper(),)))  # case does not matter
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-X", "utf8", str(tmp_path / name), str(tmp_path / "inbox"),
+         str(tmp_path / "taken")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        assert watcher.running_pids() == [process.pid]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    assert watcher.running_pids() == []
+
+
 def test_an_etalon_update_waits_while_the_application_runs(app_home: tuple[Home, App]) -> None:
     home, app = app_home
     first = home.update(1)
