@@ -85,6 +85,13 @@ def run_child(module: str, *args: str) -> dict[str, Any]:
     return value
 
 
+def require_tools(*names: str) -> None:
+    """Stop with a clear message when a reference tool is not installed."""
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        raise SystemExit(f"missing reference tools: {', '.join(missing)} (install them with apt)")
+
+
 def _proc_status_kib(field: str) -> int:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:

@@ -29,6 +29,7 @@ from bench.common import (
     fmt_ratio,
     median,
     print_table,
+    require_tools,
     run_child,
     scratch,
 )
@@ -156,9 +157,19 @@ def child(argv: list[str]) -> int:
     return 0
 
 
-def verify_in_child(path: Path, key: SigningKey) -> dict[str, object]:
+@dataclass(frozen=True)
+class ChildResult:
+    """What one verification in a child process measured."""
+
+    seconds: float
+    growth: int
+    code: str | None
+
+
+def verify_in_child(path: Path, key: SigningKey) -> ChildResult:
     """Verify `path` in a new interpreter, whose memory baseline is taken after imports."""
-    return run_child("bench.verify", str(path), key.public.text)
+    result = run_child("bench.verify", str(path), key.public.text)
+    return ChildResult(float(result["seconds"]), int(result["growth"]), result["code"])
 
 
 # ---------------------------------------------------------------- measurements
@@ -175,26 +186,32 @@ class Samples:
 
 
 def measure(path: Path, key: SigningKey, repeat: int, references: dict[str, list[str]],
-            ) -> Samples:
-    """Alternate the verifier and each reference command, `repeat` times each."""
+            references_accept: bool) -> Samples:
+    """Alternate the verifier and each reference command, `repeat` times each.
+
+    A first run of each reference warms the page cache and checks that it accepts the
+    file (or refuses it, for a bomb): a reference that fails fast would flatter nothing.
+    """
     samples = Samples([], [], {name: [] for name in references}, set())
-    for argv in references.values():  # warm the page cache and the binaries
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    for name, argv in references.items():
+        accepted = _run_reference(argv) == 0
+        if accepted != references_accept:
+            raise SystemExit(f"{name} {'refused' if references_accept else 'accepted'} {path}")
     for _ in range(repeat):
         for name, argv in references.items():
-            samples.references[name].append(_time_reference(argv))
+            start = time.perf_counter()
+            _run_reference(argv)
+            samples.references[name].append(time.perf_counter() - start)
         result = verify_in_child(path, key)
-        samples.verify.append(float(result["seconds"]))  # type: ignore[arg-type]
-        samples.growth.append(int(result["growth"]))  # type: ignore[call-overload]
-        samples.codes.add(result["code"])  # type: ignore[arg-type]
+        samples.verify.append(result.seconds)
+        samples.growth.append(result.growth)
+        samples.codes.add(result.code)
     return samples
 
 
-def _time_reference(argv: list[str]) -> float:
-    start = time.perf_counter()
-    # unzip refuses bombs with a non-zero status, which is the point: only time it.
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+def _run_reference(argv: list[str]) -> int:
+    return subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          check=False).returncode
 
 
 def exchange_rows(label: str, path: Path, content: int, key: SigningKey, repeat: int,
@@ -208,7 +225,7 @@ def exchange_rows(label: str, path: Path, content: int, key: SigningKey, repeat:
     }
     if not with_target:  # Info-ZIP inflates and checks CRCs: the reference for DEFLATE.
         references["unzip -tq"] = ["unzip", "-tq", str(path)]
-    samples = measure(path, key, repeat, references)
+    samples = measure(path, key, repeat, references, references_accept=True)
     if samples.codes != {None}:
         raise SystemExit(f"{path.name} was refused: {samples.codes}")
     verify = median(samples.verify)
@@ -230,7 +247,8 @@ def exchange_rows(label: str, path: Path, content: int, key: SigningKey, repeat:
 
 def bomb_rows(bomb: zipbomb.Bomb, key: SigningKey, repeat: int) -> list[Row]:
     """Time the refusal of a zip bomb beside Info-ZIP's own refusal of it."""
-    samples = measure(bomb.path, key, repeat, {"unzip -tq": ["unzip", "-tq", str(bomb.path)]})
+    samples = measure(bomb.path, key, repeat, {"unzip -tq": ["unzip", "-tq", str(bomb.path)]},
+                      references_accept=False)
     codes = sorted(str(code) for code in samples.codes)
     refused = None not in samples.codes
     seconds = median(samples.verify)
@@ -273,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.size_mib, args.deflated_mib = min(args.size_mib, 128), min(args.deflated_mib, 32)
     repeat = args.repeat or (3 if args.quick else 5)
+    require_tools("sha256sum", "openssl", "unzip")
     rows: list[Row] = []
     key = SigningKey.generate()
     with scratch("verify") as folder:
