@@ -1,0 +1,398 @@
+"""A real desktop for the tray tests: Xvfb, trayer as the system tray, dunst on a private
+D-Bus session bus, plus the xdotool / ImageMagick helpers that look at it and click.
+
+Also the tray launcher the tests run as a real process (`python -m tests.xsession launch
+HOME DROP`): the composition root of `passeur run`, plus a drop-folder source of the
+tests' own (updates copied into DROP are imported as one batch, like a real source's
+poll), so that updates "arrive" in the running tray through the real intake, queue and
+event bus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRED_TOOLS = {
+    "Xvfb": "xvfb", "trayer": "trayer", "xdotool": "xdotool", "import": "imagemagick",
+    "dunst": "dunst", "dunstctl": "dunst", "dbus-run-session": "dbus",
+    "xwininfo": "x11-utils",
+}
+# The Debian packages the desktop tests need (tests/run.sh installs them).
+DEBIAN_PACKAGES = sorted(set(REQUIRED_TOOLS.values()) | {"dbus-x11", "fonts-dejavu-core"})
+TRAY_HEIGHT = 26  # trayer gives icons height - 2: 24-pixel square icons
+DUNSTRC = """\
+[global]
+    monitor = 0
+    follow = none
+    width = 420
+    height = 120
+    origin = top-left
+    offset = 10x40
+    notification_limit = 0
+    idle_threshold = 0
+    font = DejaVu Sans 10
+    format = "<b>%s</b>\\n%b"
+    show_indicators = no
+    mouse_left_click = do_action, close_current
+[urgency_low]
+    timeout = 0
+[urgency_normal]
+    timeout = 0
+[urgency_critical]
+    timeout = 0
+"""
+
+
+def require_tools() -> None:
+    """Fail loudly (never skip) when a tool of the desktop is missing."""
+    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        pytest.fail("missing Debian packages for the desktop tests: apt-get install -y "
+                    + " ".join(missing))
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 15.0,
+             interval: float = 0.05) -> bool:
+    """Poll `condition` until it is true or `timeout` passes; return its last truth."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
+
+
+@dataclass
+class XSession:
+    """One virtual desktop with a system tray and a notification server."""
+
+    folder: Path
+    display: str = ""
+    bus_address: str = ""
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Return an environment for programs of this desktop."""
+        env = dict(os.environ)
+        env.update(DISPLAY=self.display, DBUS_SESSION_BUS_ADDRESS=self.bus_address)
+        env.pop("WAYLAND_DISPLAY", None)
+        return env
+
+    def _spawn(self, argv: list[str], log_name: str,
+               **kwargs: object) -> subprocess.Popen[bytes]:
+        log = open(self.folder / log_name, "wb")  # noqa: SIM115 - kept for the process's life
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                   env=self.env, **kwargs)  # type: ignore[call-overload]
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def start(self) -> None:
+        """Start Xvfb, trayer and dunst (on a private session bus)."""
+        self._start_xvfb()
+        self._spawn(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                     "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
+                     "--transparent", "false", "--expand", "true"], "trayer.log")
+        assert wait_for(lambda: self.tray_window() is not None, 10), self.log("trayer.log")
+        self._start_dunst()
+
+    def _start_xvfb(self) -> None:
+        read, write = os.pipe()
+        process = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten",
+             "tcp", "-noreset"], pass_fds=(write,), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        os.close(write)
+        self.processes.append(process)
+        with os.fdopen(read) as pipe:
+            number = pipe.readline().strip()
+        assert number, "Xvfb did not start"
+        self.display = f":{number}"
+
+    def _start_dunst(self) -> None:
+        rc = self.folder / "dunstrc"
+        rc.write_text(DUNSTRC, "utf-8")
+        address = self.folder / "bus-address"
+        # dbus-run-session gives dunst a session bus of its own and ends it with dunst.
+        self._spawn(["dbus-run-session", "--", "sh", "-c",
+                     f'printf %s "$DBUS_SESSION_BUS_ADDRESS" > "{address}.tmp" && '
+                     f'mv "{address}.tmp" "{address}" && exec dunst -config "{rc}"'],
+                    "dunst.log")
+        assert wait_for(address.exists, 10), self.log("dunst.log")
+        self.bus_address = address.read_text("utf-8")
+        assert wait_for(lambda: self.dunstctl("is-paused").returncode == 0, 10), \
+            self.log("dunst.log")
+
+    def stop(self) -> None:
+        """Stop everything this session started, newest first."""
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in reversed(self.processes):
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def log(self, name: str) -> str:
+        """Return a log file of this session."""
+        path = self.folder / name
+        return path.read_text("utf-8", "replace") if path.exists() else ""
+
+    # ------------------------------------------------------------ looking
+
+    def run(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run a desktop tool (xdotool, import, xwininfo…)."""
+        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True,
+                              check=check, timeout=30)
+
+    def windows(self, *search: str) -> list[str]:
+        """Return the ids of windows found by `xdotool search` with these arguments."""
+        result = self.run("xdotool", "search", *search)
+        return result.stdout.split()
+
+    def visible_window(self, title: str) -> str | None:
+        """Return the id of a mapped window whose title contains `title`."""
+        found = self.windows("--onlyvisible", "--name", title)
+        return found[0] if found else None
+
+    def wait_window(self, title: str, timeout: float = 15.0) -> str:
+        """Wait for a visible window with this title; fail the test if none comes."""
+        found: list[str] = []
+
+        def look() -> bool:
+            window = self.visible_window(title)
+            if window:
+                found.append(window)
+            return bool(window)
+
+        assert wait_for(look, timeout, 0.1), f"no window titled {title!r}: " + \
+            self.run("xwininfo", "-root", "-tree").stdout
+        return found[0]
+
+    def tray_window(self) -> str | None:
+        """Return trayer's panel window."""
+        found = self.windows("--classname", "panel")
+        return found[0] if found else None
+
+    def geometry(self, window: str) -> tuple[int, int, int, int]:
+        """Return x, y, width, height of a window on the screen."""
+        values = dict(line.split("=", 1) for line in self.run(
+            "xdotool", "getwindowgeometry", "--shell", window, check=True).stdout.split())
+        return (int(values["X"]), int(values["Y"]), int(values["WIDTH"]),
+                int(values["HEIGHT"]))
+
+    def screenshot(self, path: Path) -> Path:
+        """Save the whole screen as a PNG."""
+        self.run("import", "-window", "root", str(path), check=True)
+        return path
+
+    def click(self, x: int, y: int) -> None:
+        """Click the left button at a point of the screen."""
+        self.run("xdotool", "mousemove", str(x), str(y), "click", "1", check=True)
+
+    def keys(self, window: str, *keys: str) -> None:
+        """Give a window the keyboard focus and type keys on it."""
+        self.run("xdotool", "windowfocus", "--sync", window, check=True)
+        for key in keys:
+            self.run("xdotool", "key", "--clearmodifiers", key, check=True)
+            time.sleep(0.1)
+
+    # ------------------------------------------------------------ notifications
+
+    def dunstctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run dunstctl on this session's bus."""
+        return self.run("dunstctl", *args)
+
+    def notifications_shown(self) -> int:
+        """Return how many notifications are on screen or queued."""
+        counts = [self.dunstctl("count", what).stdout.strip() for what in ("displayed",
+                                                                          "waiting")]
+        return sum(int(c) for c in counts if c.isdigit())
+
+    def history(self) -> list[dict[str, str]]:
+        """Return the closed notifications (newest first): summary, body, appname."""
+        data = json.loads(self.dunstctl("history").stdout or '{"data": [[]]}')
+        return [{key: value.get("data", "") for key, value in entry.items()
+                 if isinstance(value, dict)} for entry in data["data"][0]]
+
+
+@contextlib.contextmanager
+def desktop() -> Iterator[XSession]:
+    """Yield a running desktop, stopped afterwards."""
+    require_tools()
+    folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
+    session = XSession(folder)
+    try:
+        session.start()
+        yield session
+    finally:
+        session.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the tray under test
+
+
+class DropSource:
+    """A source of the tests' own: the files put in a folder arrive as one batch.
+
+    A test copies update files into the folder, then creates `go`; the source imports
+    them all through the real intake and publishes what a real source publishes.
+    """
+
+    def __init__(self, ctx: object, folder: Path) -> None:
+        from daemon.context import Context
+
+        assert isinstance(ctx, Context)
+        self.ctx = ctx
+        self.folder = folder
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Watch the folder (the tests' only polling loop: a real source sleeps)."""
+        self._thread = threading.Thread(target=self._run, name="drop", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def poll_now(self) -> None:
+        """Import whatever is in the folder now."""
+        (self.folder / "go").touch()
+
+    def _run(self) -> None:
+        go = self.folder / "go"
+        while not self._stop.wait(0.1):
+            if go.exists():
+                go.unlink()
+                self._batch()
+
+    def _batch(self) -> None:
+        from daemon import events as ev
+        from daemon.queue import Outcome
+
+        bus = self.ctx.bus
+        bus.publish(ev.PollStarted("drop"))
+        queued, rejected, duplicates = [], [], 0
+        for path in sorted(self.folder.glob("*.wwz")):
+            result = self.ctx.intake.import_path(path, "folder:drop")
+            path.unlink()
+            if result.outcome is Outcome.QUEUED and result.item is not None:
+                queued.append(result.name)
+                bus.publish(ev.UpdateQueued(result.item.id, result.name,
+                                            result.item.dossier or "", "folder:drop",
+                                            result.item.etalon))
+            elif result.outcome is Outcome.DUPLICATE:
+                duplicates += 1
+            else:
+                rejected.append(result.name)
+        if queued or rejected or duplicates:
+            bus.publish(ev.BatchFinished("folder:drop", tuple(queued), tuple(rejected),
+                                         duplicates))
+        bus.publish(ev.PollFinished("drop", bool(queued or rejected), len(queued)))
+
+
+def launch(home: Path, drop: Path) -> int:
+    """What `passeur run` does, with the drop source: for the tests and the benchmark."""
+    from daemon import i18n
+    from daemon.context import Context
+    from daemon.logs import setup_logging
+    from daemon.service import build_service, install_signal_handlers
+    from tray.app import run_with_tray
+
+    ctx = Context(home)
+    i18n.setup(ctx.config.language)
+    ctx.paths.ensure()
+    setup_logging(ctx.paths.logs)
+    logging.getLogger("passeur").info("tray test launcher on %s", os.environ.get("DISPLAY"))
+    service = build_service(ctx)
+    service.sources.append(DropSource(ctx, drop))
+    install_signal_handlers(service.stop)
+    stamps = os.environ.get("PASSEUR_TEST_QUEUED_STAMPS")
+    if stamps:
+        _record_queued_times(ctx, Path(stamps))
+    return run_with_tray(ctx, service)
+
+
+def _record_queued_times(ctx: object, path: Path) -> None:
+    """Write when each update was queued (for the notification latency benchmark)."""
+    from daemon import events as ev
+    from daemon.context import Context
+
+    assert isinstance(ctx, Context)
+
+    def record(event: ev.Event) -> None:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"{event.at:.6f}\n")
+
+    ctx.bus.subscribe("queued-stamps", record, ev.UpdateQueued)
+
+
+def start_tray(session: XSession, home: Path, drop: Path,
+               extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the launcher on this desktop; wait until its icon is docked in the tray."""
+    drop.mkdir(parents=True, exist_ok=True)
+    env = session.env | {"PASSEUR_HOME": str(home), "LANG": "fr_FR.UTF-8", "LANGUAGE": "",
+                         "LC_ALL": "", "PYTHONPATH": str(ROOT)} | (extra_env or {})
+    process = subprocess.Popen([sys.executable, "-m", "tests.xsession", "launch", str(home),
+                                str(drop)], env=env, cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    docked = wait_for(lambda: tray_icon(session) is not None or process.poll() is not None,
+                      20)
+    if not docked or process.poll() is not None:
+        process.kill()
+        _out, err = process.communicate()
+        pytest.fail(f"the tray icon did not appear: {err}")
+    return process
+
+
+def tray_icon(session: XSession) -> str | None:
+    """Return passeur's icon window once it is docked in the tray (inside the panel)."""
+    for window in session.windows("--classname", "passeurSystemTrayIcon"):
+        x, y, width, height = session.geometry(window)
+        if width >= 16 and 0 <= y < TRAY_HEIGHT and x > 0:
+            return window
+    return None
+
+
+def stop_tray(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """Stop the launcher like the session would (SIGTERM); return its code and stderr."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        _out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _out, err = process.communicate()
+        return -9, err
+    return process.returncode, err
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "launch":
+        sys.exit(launch(Path(sys.argv[2]), Path(sys.argv[3])))
+    print("usage: python -m tests.xsession launch HOME DROP", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,636 @@
+"""The tray front end: the icon on the main thread, the service on another, events in,
+the user's choices out through the core's public API.
+
+`run_with_tray(ctx, service)` is what `passeur run` calls when a display exists. The
+service starts first, in the background; then the icon. Without a usable tray (no
+display, no system tray, a backend error) the service simply goes on headless, and the
+log says why. Quitter, SIGTERM and SIGINT all end in `service.stop()`; the icon follows
+the service's `ServiceStopping`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from daemon import config_edit, i18n
+from daemon import events as ev
+from daemon.config import Config
+from daemon.context import Context
+from daemon.delivery import InboxNotConfigured, Result
+from daemon.errors import ConfigError
+from daemon.i18n import _, ngettext
+from daemon.manifest import Manifest
+from daemon.presentation import describe_activity, describe_exchange, format_datetime
+from daemon.queue import HistoryEntry, Item, Outcome
+from daemon.restart import (
+    MIN_REMIND_MINUTES,
+    AppRestarter,
+    RestartOutcome,
+    RestartReport,
+    RestartSettings,
+    describe_report,
+    mark_restart_required,
+    seconds_until_reminder,
+)
+from daemon.service import Service
+from tray.backend import TrayIcon, backend_name, load_pystray, wait_for_x11_tray
+from tray.icon import draw_icon
+from tray.menu import Action, Entry, build_menu, flatten, primary_action
+from tray.notices import Notice, NoticePolicy, etalon_message
+from tray.notifier import LogNotifier, Notifier, choose_notifier
+from tray.state import (
+    ConfigChecked,
+    Paused,
+    ProblemsSeen,
+    QueueSnapshot,
+    Resumed,
+    TrayState,
+    clock,
+    reduce,
+    tooltip,
+)
+from tray.ui import DialogBusy, Dialogs
+
+log = logging.getLogger(__name__)
+
+PAUSE_HOUR_S = 3600.0
+# How long the icon waits for the service to be up (it is quick unless the disk is slow).
+SERVICE_START_WAIT_S = 10.0
+JOURNAL_LINES = 200
+# Events after which the queue is read again (count, updates held for a restart).
+QUEUE_EVENTS = (ev.ServiceStarted, ev.UpdateQueued, ev.BatchFinished, ev.Delivered,
+                ev.QueueChanged, ev.RestartRequired)
+
+
+def run_with_tray(ctx: Context, service: Service) -> int:
+    """Run the service with the tray icon until Quitter or a signal; return the exit code.
+
+    Raises what `service.run()` raises (AlreadyRunning) once everything has stopped.
+    """
+    front = TrayFrontEnd(ctx, service)
+    front.start_service()
+    if front.wait_until_service_ready():
+        try:
+            icon = front.make_icon()
+        except Exception as exc:  # no display, no tray, or a backend that fails to start
+            log.warning(_("The tray icon cannot be shown ({reason}): passeur runs without "
+                          "it").format(reason=str(exc) or type(exc).__name__))
+        else:
+            front.run_icon(icon)
+    return front.finish()
+
+
+def is_configured(config: Config) -> bool:
+    """Tell whether passeur can receive anything: a dossier and the accountant's key."""
+    return bool(config.dossiers and config.trusted_keys)
+
+
+def open_with_system(path: Path) -> bool:
+    """Open a file or folder with the user's default program; False when that fails."""
+    try:
+        if sys.platform == "win32":
+            os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606 - the user's own file
+            return True
+        opener = "open" if sys.platform == "darwin" else "xdg-open"
+        subprocess.Popen([opener, str(path)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    except OSError as exc:
+        log.info("cannot open %s: %s", path, exc)
+        return False
+    return True
+
+
+class TrayFrontEnd:
+    """Holds the tray state and turns events and clicks into pictures, words and commands."""
+
+    def __init__(self, ctx: Context, service: Service) -> None:
+        self.ctx = ctx
+        self.service = service
+        config = ctx.config
+        self.app_name = config.app.name
+        self.dossiers = [(d.number, d.name) for d in config.dossiers]
+        self.policy = NoticePolicy(config.notifications)
+        self.restart_settings = _restart_settings(ctx.config_path)
+        self.restarter = AppRestarter(ctx.delivery, config.app, self.restart_settings)
+        self.dialogs = Dialogs(i18n.current_language())
+        self.state = TrayState(configured=is_configured(config))
+        self.notifier: Notifier = LogNotifier()
+        self.icon: TrayIcon | None = None
+        self._lock = threading.RLock()
+        self._shown: tuple[Any, ...] | None = None
+        self._busy: set[str] = set()
+        self._pause_timer: threading.Timer | None = None
+        self._reminder: threading.Timer | None = None
+        self._prompted: set[int] = set()
+        self._last_prompt = -math.inf
+        self._unseen: Action | None = None
+        self._ready = threading.Event()
+        self._service_thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        ctx.bus.subscribe("tray", self.on_event)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start_service(self) -> None:
+        """Run the service on a background thread."""
+        self._service_thread = threading.Thread(target=self._serve, name="service")
+        self._service_thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.service.run()
+        except BaseException as exc:  # handed to the main thread, raised by finish()
+            self._failure = exc
+        finally:
+            self._ready.set()
+            self._stop_icon()
+
+    def wait_until_service_ready(self) -> bool:
+        """Wait for the service to be up; False when it ended instead (already running)."""
+        self._ready.wait(SERVICE_START_WAIT_S)
+        thread = self._service_thread
+        return thread is not None and thread.is_alive()
+
+    def make_icon(self) -> TrayIcon:
+        """Create the icon and the notifier (raises when no tray can show the icon)."""
+        pystray = load_pystray()
+        if backend_name(pystray) == "xorg":
+            wait_for_x11_tray()
+        with self._lock:
+            state = self.state
+        icon = TrayIcon(pystray, draw_icon(state.status, state.badge, 64),
+                        tooltip(state, self.app_name), self.perform, self.default_action)
+        log.info("tray icon: pystray %s backend (menu: %s, default action: %s)", icon.backend,
+                 icon.has_menu, icon.has_default_action)
+        return icon
+
+    def run_icon(self, icon: TrayIcon) -> None:
+        """Show the icon and run its loop on this (main) thread until the service stops."""
+        self.icon = icon
+        if self.service.stopping.is_set():
+            return
+        icon.run(setup=self._icon_started)
+
+    def _icon_started(self) -> None:
+        self.notifier = choose_notifier("passeur", self._icon_file())
+        log.info("notifications: %s", self.notifier.name)
+        self._shown = None
+        self.render()
+        if not self.state.configured:
+            self.say(_("passeur is not configured yet: open Settings to add your dossier and "
+                       "your accountant's key."), Action.SETTINGS)
+        if self.service.stopping.is_set():  # a stop that came while the icon was starting
+            self._stop_icon()
+
+    def _icon_file(self) -> Path | None:
+        path = self.ctx.paths.data / "passeur.png"
+        try:
+            if not path.exists():
+                draw_icon(TrayState().status, 0, 64).save(path)
+        except OSError:
+            return None
+        return path
+
+    def _stop_icon(self) -> None:
+        icon = self.icon
+        if icon is not None:
+            icon.stop()
+
+    def finish(self) -> int:
+        """Wait for the service to end, release everything; raise the service's failure."""
+        thread = self._service_thread
+        # Joined in slices so that a signal reaches its handler on every platform.
+        while thread is not None and thread.is_alive():
+            thread.join(60)
+        for timer in (self._pause_timer, self._reminder):
+            if timer is not None:
+                timer.cancel()
+        self.dialogs.close_all()
+        self.notifier.close()
+        if self._failure is not None:
+            raise self._failure
+        return 0
+
+    # ------------------------------------------------------------ events in
+
+    def on_event(self, event: ev.Event) -> None:
+        """Bus subscriber: fold the event into the state, notify, refresh the icon."""
+        if isinstance(event, ev.ServiceStarted):
+            self._ready.set()
+        if isinstance(event, ev.ServiceStopping):
+            self._stop_icon()
+            return
+        self.feed(event)
+        if isinstance(event, QUEUE_EVENTS):
+            self.refresh_queue()
+        notice = self.policy.decide(event, paused=self.state.paused)
+        if notice is not None:
+            self.notify(notice)
+
+    def feed(self, event: ev.Event) -> None:
+        """Change the state and show it."""
+        with self._lock:
+            self.state = reduce(self.state, event)
+        self.render()
+
+    def refresh_queue(self) -> None:
+        """Read the queue again: count, and updates held until the application restarts."""
+        try:
+            held = mark_restart_required(self.ctx.queue, self.ctx.delivery.watcher)
+            waiting = self.ctx.queue.count_pending()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("cannot read the queue: %s", exc)
+            return
+        if held:
+            # The service looks for the application's closing only while something is held.
+            self.service.wake.set()
+        self.feed(QueueSnapshot(waiting, held))
+        self._follow_restart(held)
+
+    def render(self) -> None:
+        """Show the state on the icon: picture, tooltip, menu (only what changed)."""
+        icon = self.icon
+        if icon is None:
+            return
+        with self._lock:
+            state = self.state
+            status, badge = state.status, state.badge
+            title = tooltip(state, self.app_name)
+            entries = build_menu(state, self.app_name, self.dossiers, icon.has_default_action)
+            shown = self._shown
+            self._shown = (status, badge, title, entries)
+        if shown == self._shown:
+            return
+        picture = shown is None or shown[:2] != (status, badge)
+        icon.update(draw_icon(status, badge, icon.size) if picture else None,
+                    title if shown is None or shown[2] != title else None,
+                    entries if shown is None or shown[3] != entries else None)
+
+    # ------------------------------------------------------------ words out
+
+    def notify(self, notice: Notice) -> None:
+        """Show a notice; where clicks are not reported, the icon's click will open it."""
+        if not self.notifier.reports_clicks and notice.target is not None:
+            self._unseen = notice.target
+        self.notifier.show(notice, self.perform)
+
+    def say(self, text: str, target: Action | None = Action.JOURNAL) -> None:
+        """Tell the user how something went: a notification, or a window without one."""
+        log.info("%s", text.replace("\n", " "))
+        if isinstance(self.notifier, LogNotifier):
+            self._in_background("message", lambda: self._ask(
+                "message", {"title": "passeur", "message": text}))
+            return
+        self.notify(Notice("outcome", "passeur", text, target))
+
+    # ------------------------------------------------------------ clicks in
+
+    def default_action(self) -> None:
+        """A click on the icon: what the last notification was about, or the choices."""
+        target, self._unseen = self._unseen, None
+        if target is not None:
+            self.perform(target)
+        elif self.icon is not None and not self.icon.has_menu:
+            self._in_background("choices", self._choices)
+        else:
+            with self._lock:
+                self.perform(primary_action(self.state))
+
+    def perform(self, action: Action, arg: str = "") -> None:
+        """Do what the user chose, away from the icon's thread (windows take time)."""
+        handlers: dict[Action, Callable[[], None]] = {
+            Action.RECEIVE_NOW: self._receive_now,
+            Action.OPEN_QUEUE: self._open_queue,
+            Action.RESTART_APP: self._prompt_restart,
+            Action.SEND_DOSSIER: lambda: log.info("sending dossier %s is not available yet",
+                                                  arg),
+            Action.IMPORT_FILE: self._import_files,
+            Action.PAUSE_HOUR: lambda: self._pause(PAUSE_HOUR_S),
+            Action.PAUSE_UNTIL_RESUMED: lambda: self._pause(None),
+            Action.RESUME: self._resume,
+            Action.JOURNAL: self._journal,
+            Action.SETTINGS: self._settings,
+            Action.QUIT: self.service.stop,
+        }
+        self._in_background(str(action), handlers[action])
+
+    def _in_background(self, name: str, work: Callable[[], object]) -> None:
+        with self._lock:
+            if name in self._busy:
+                return  # already being done (a double click, a second notification click)
+            self._busy.add(name)
+
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("tray action %s failed", name)
+            finally:
+                with self._lock:
+                    self._busy.discard(name)
+
+        threading.Thread(target=run, name=f"tray-{name}", daemon=True).start()
+
+    def _ask(self, kind: str, data: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self.dialogs.ask(kind, data)
+        except DialogBusy:
+            return None
+
+    # ------------------------------------------------------------ the actions
+
+    def _choices(self) -> None:
+        self._check_config()
+        with self._lock:
+            state = self.state
+        entries = flatten(build_menu(state, self.app_name, self.dossiers))
+        answer = self._ask("choices", {
+            "status": tooltip(state, self.app_name),
+            "entries": [_entry_json(entry) for entry in entries],
+        })
+        if answer and answer.get("action"):
+            self.perform(Action(answer["action"]), str(answer.get("arg", "")))
+
+    def _check_config(self) -> None:
+        # Settings may have been edited since: "to configure" goes as soon as it is done.
+        try:
+            config = self.ctx.reload_config()
+        except ConfigError as exc:
+            log.warning("%s", exc.message())
+            return
+        if is_configured(config) != self.state.configured:
+            self.feed(ConfigChecked(is_configured(config)))
+
+    def _receive_now(self) -> None:
+        if not self.service.sources:
+            self.say(_("No source of updates is configured yet: add the accountant's web "
+                       "address in Settings, or import a file."), Action.SETTINGS)
+            return
+        for source in self.service.sources:
+            source.poll_now()
+
+    def _open_queue(self) -> None:
+        items = self.ctx.queue.pending()
+        if not items:
+            self.say(_("No update waiting to be integrated"), None)
+            return
+        answer = self._ask("queue", {"items": [_queue_row(item) for item in items]})
+        if answer is not None:
+            self._apply_queue_choices([int(i) for i in answer.get("process", [])],
+                                      [int(i) for i in answer.get("delete", [])])
+
+    def _apply_queue_choices(self, process: list[int], delete: list[int]) -> None:
+        """*Supprimer* first (it may free the way for later updates), then *Traiter*."""
+        problems = []
+        for item_id in delete:
+            if self.ctx.delivery.delete(item_id) is None:
+                problems.append(_("Item {id} is not waiting in the queue").format(id=item_id))
+        if process:
+            try:
+                outcomes = self.ctx.delivery.process(process)
+            except InboxNotConfigured:
+                outcomes = []
+                problems.append(_("The application's inbox folder is not configured ([app] "
+                                  "inbox in {path})").format(path=self.ctx.config_path))
+            for outcome in outcomes:
+                if outcome.result is Result.DELIVERED:
+                    self.ctx.bus.publish(ev.Delivered(outcome.item.id, outcome.item.name))
+                elif outcome.result is Result.HELD:
+                    problems.append(_("{file}: waits for the previous update of the "
+                                      "dossier").format(file=outcome.item.name))
+        self.ctx.bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
+        if problems:
+            self.say("\n".join(problems))
+
+    def _import_files(self) -> None:
+        answer = self._ask("import", {"folder": str(_downloads())})
+        paths = [Path(p) for p in (answer or {}).get("paths", [])]
+        if not paths:
+            return
+        queued, rejected, duplicates = [], [], 0
+        bus = self.ctx.bus
+        for path in paths:
+            result = self.ctx.intake.import_path(path, "manual")
+            if result.outcome is Outcome.QUEUED and result.item is not None:
+                queued.append(result.name)
+                bus.publish(ev.UpdateQueued(result.item.id, result.name,
+                                            result.item.dossier or "", "manual",
+                                            result.item.etalon))
+            elif result.outcome is Outcome.DUPLICATE:
+                duplicates += 1
+            elif result.rejection is not None:
+                rejected.append(result.name)
+                reasons = result.rejection.as_dict()
+                bus.publish(ev.UpdateRejected(result.name, "manual", reasons["code"],
+                                              reasons["reason_fr"], reasons["reason_en"]))
+        bus.publish(ev.BatchFinished("manual", tuple(queued), tuple(rejected), duplicates))
+        if duplicates and not queued and not rejected:
+            self.say(ngettext("This file was already received", "These files were already "
+                              "received", duplicates), None)
+
+    def _pause(self, seconds: float | None) -> None:
+        until = None if seconds is None else time.time() + seconds
+        with self._lock:
+            if self._pause_timer is not None:
+                self._pause_timer.cancel()
+            self._pause_timer = None
+            if seconds is not None:
+                self._pause_timer = _timer(seconds, self._resume)
+        for source in self.service.sources:
+            pause = getattr(source, "pause", None)
+            if callable(pause):
+                pause()
+        self.feed(Paused(until))
+
+    def _resume(self) -> None:
+        with self._lock:
+            if self._pause_timer is not None:
+                self._pause_timer.cancel()
+            self._pause_timer = None
+        for source in self.service.sources:
+            resume = getattr(source, "resume", None)
+            if callable(resume):
+                resume()
+        self.feed(Resumed())
+
+    def _journal(self) -> None:
+        with self._lock:
+            problems = [f"{clock(p.at)}  {p.message}" for p in reversed(self.state.problems)]
+        lines = [_journal_line(entry) for entry in self.ctx.queue.history(JOURNAL_LINES)]
+        self.feed(ProblemsSeen())
+        self._ask("journal", {"problems": problems, "lines": lines})
+
+    def _settings(self) -> None:
+        path = self.ctx.config_path
+        try:
+            config_edit.ensure_config(path)
+        except (OSError, ConfigError) as exc:
+            log.warning("cannot create %s: %s", path, exc)
+        if not open_with_system(path):
+            self._ask("message", {"title": _("Settings"), "message": _(
+                "The settings are in this file; open it with a text editor:\n{path}").format(
+                    path=path)})
+
+    # ------------------------------------------------------------ the restart prompt
+
+    def _follow_restart(self, held: tuple[int, ...]) -> None:
+        """Prompt once for new updates held for a restart; drop the prompt once handed over."""
+        with self._lock:
+            if not held:
+                if self._prompted:
+                    self._prompted.clear()
+                    self._cancel_reminder()
+                    self.dialogs.close("restart")
+                return
+            new = set(held) - self._prompted
+            self._prompted |= new
+            due = time.monotonic() - self._last_prompt >= MIN_REMIND_MINUTES * 60
+        if not new:
+            return
+        notice = self.policy.restart_notice(self.app_name, len(held))
+        if notice is not None:
+            self.notify(notice)
+        if due:
+            self.perform(Action.RESTART_APP)
+        else:
+            self._schedule_reminder()
+
+    def _prompt_restart(self) -> None:
+        """*Relancer maintenant* / *Plus tard*."""
+        with self._lock:
+            self._last_prompt = time.monotonic()
+            self._cancel_reminder()
+        held = self.restarter.held_items()
+        answer = self._ask("restart", {
+            "app": self.app_name,
+            "message": etalon_message(),
+            "names": [item.name for item in held],
+        })
+        if answer is not None and answer.get("choice") == "now":
+            self._restart_now()
+        elif self.state.restart_ids:  # "Plus tard", or the window was closed
+            self._schedule_reminder()
+
+    def _restart_now(self) -> None:
+        report = self.restarter.restart()
+        if report.outcome is RestartOutcome.STILL_RUNNING:
+            answer = self._ask("confirm", {
+                "title": _("{app} does not close").format(app=self.app_name),
+                "message": _("{app} did not close within {n} seconds: it may be waiting for "
+                             "you (a question, unsaved work). Force it to close? Work not "
+                             "saved in {app} would be lost.").format(
+                                 app=self.app_name,
+                                 n=self.restart_settings.close_timeout_seconds),
+                "yes": _("Force it to close"),
+                "no": _("Leave it open"),
+            })
+            if not (answer and answer.get("yes")):
+                self.say(_("{app} was left open: the updates still wait. Close {app} "
+                           "yourself and they will be handed over at once.").format(
+                               app=self.app_name), Action.RESTART_APP)
+                self._schedule_reminder()
+                return
+            report = self.restarter.force_close(report.pids)
+        self._after_restart(report)
+
+    def _after_restart(self, report: RestartReport) -> None:
+        for item in report.delivered:
+            self.ctx.bus.publish(ev.Delivered(item.id, item.name))
+        if report.outcome is not RestartOutcome.STILL_RUNNING:
+            with contextlib.suppress(sqlite3.Error):
+                self.ctx.queue.log("restarted", app=self.app_name, outcome=str(report.outcome),
+                                   delivered=len(report.delivered))
+        self.ctx.bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
+        self.say(describe_report(report, self.app_name))
+        if report.outcome is RestartOutcome.STILL_RUNNING:
+            self._schedule_reminder()
+
+    def _schedule_reminder(self) -> None:
+        with self._lock:
+            self._cancel_reminder()
+            self._reminder = _timer(seconds_until_reminder(self.restart_settings),
+                                    self._remind)
+
+    def _cancel_reminder(self) -> None:
+        if self._reminder is not None:
+            self._reminder.cancel()
+            self._reminder = None
+
+    def _remind(self) -> None:
+        with self._lock:
+            self._reminder = None
+            held = self.state.restart_ids
+        if held:
+            notice = self.policy.restart_notice(self.app_name, len(held))
+            if notice is not None:
+                self.notify(notice)
+            self.perform(Action.RESTART_APP)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _restart_settings(path: Path) -> RestartSettings:
+    try:
+        return RestartSettings.load(path)
+    except ConfigError as exc:
+        log.warning("%s", exc.message())
+        return RestartSettings()
+
+
+def _timer(seconds: float, action: Callable[[], None]) -> threading.Timer:
+    # One sleeping thread per timer: no periodic wake-up while waiting.
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _downloads() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_downloads_dir())
+
+
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    return {"label": entry.label, "action": str(entry.action) if entry.action else "",
+            "arg": entry.arg, "enabled": entry.enabled and entry.action is not None,
+            "default": entry.default, "separator": entry.is_separator}
+
+
+def _local_time(iso: str) -> str:
+    return format_datetime(datetime.fromisoformat(iso).astimezone())
+
+
+def _queue_row(item: Item) -> dict[str, Any]:
+    try:
+        content = describe_exchange(Manifest.from_dict(item.manifest))
+    except Exception:  # an old or odd record still gets listed, without its content
+        content = [item.name]
+    return {"id": item.id, "name": item.name, "etalon": item.etalon,
+            "created": _local_time(item.generated_at or item.received_at),
+            "content": content}
+
+
+def _journal_line(entry: HistoryEntry) -> str:
+    if entry.action == "restarted":
+        count = int(entry.detail.get("delivered", 0))
+        text = ngettext("{app} restarted, {n} update handed over",
+                        "{app} restarted, {n} updates handed over", count).format(
+                            app=entry.detail.get("app", ""), n=count)
+    else:
+        text = describe_activity(entry.action, entry.detail)
+    return f"{_local_time(entry.at)}  {text}"

@@ -1,0 +1,307 @@
+"""The tray's windows (Tk, from the standard library), each run in its own short process.
+
+`python -m tray.dialogs KIND` reads what to show as JSON on stdin and prints the user's
+answer as JSON on stdout; the tray applies it through the core. A process of its own
+because pystray owns the main thread (and on macOS Tk must own it too), because a
+window can then never block the icon or the service, and because the always-on process
+never loads Tk: its memory stays small. See tray/ui.py for the calling side.
+
+Kinds: choices, queue, journal, restart, confirm, import, message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import tkinter as tk
+from collections.abc import Callable
+from tkinter import filedialog, ttk
+from typing import Any
+
+from daemon import i18n
+from daemon.i18n import _
+
+Answer = dict[str, Any] | None
+CHECKED, UNCHECKED = "☑", "☐"
+
+
+class Dialog:
+    """A root window with a title, an answer and OK/Cancel plumbing."""
+
+    def __init__(self, title: str) -> None:
+        self.root = tk.Tk(className="passeur")
+        self.root.title(title)
+        self.answer: Answer = None
+        self.root.protocol("WM_DELETE_WINDOW", self.cancel)
+        self.root.bind("<Escape>", lambda _event: self.cancel())
+        self.frame = ttk.Frame(self.root, padding=12)
+        self.frame.pack(fill="both", expand=True)
+
+    def finish(self, answer: Answer) -> None:
+        """Close the window with this answer."""
+        self.answer = answer
+        self.root.destroy()
+
+    def cancel(self) -> None:
+        """Close the window without an answer."""
+        self.finish(None)
+
+    def buttons(self, *specs: tuple[str, Callable[[], None]], default: int = 0) -> None:
+        """Add a row of buttons at the bottom right; Return presses the focused one."""
+        row = ttk.Frame(self.frame)
+        row.pack(side="bottom", fill="x", pady=(12, 0))
+        made = []
+        for label, command in reversed(specs):
+            button = ttk.Button(row, text=label, command=command)
+            button.pack(side="right", padx=(6, 0))
+            press_on_return(button)
+            made.append(button)
+        made.reverse()
+        made[default].configure(default="active")
+        self.root.after_idle(made[default].focus_set)
+
+    def run(self) -> Answer:
+        """Show the window (centred, in front, focused) until it is closed."""
+        self.root.update_idletasks()
+        width, height = self.root.winfo_reqwidth(), self.root.winfo_reqheight()
+        x = max(0, (self.root.winfo_screenwidth() - width) // 2)
+        y = max(0, (self.root.winfo_screenheight() - height) // 3)
+        self.root.geometry(f"+{x}+{y}")
+        self.root.attributes("-topmost", True)
+        self.root.after(100, self.root.focus_force)
+        self.root.mainloop()
+        return self.answer
+
+
+def press_on_return(button: ttk.Button) -> None:
+    """Let Return press a focused button (Tk buttons only take the space bar)."""
+
+    def press(_event: tk.Event[Any]) -> None:
+        button.invoke()
+
+    button.bind("<Return>", press)
+
+
+def message_label(parent: tk.Misc, text: str, width: int = 440) -> ttk.Label:
+    """Return a wrapped label."""
+    return ttk.Label(parent, text=text, wraplength=width, justify="left")
+
+
+# ---------------------------------------------------------------- choices (no tray menu)
+
+
+def choices(data: dict[str, Any]) -> Answer:
+    """The tray menu as a small window, for backends without menus (plain X11)."""
+    dialog = Dialog("passeur")
+    message_label(dialog.frame, data.get("status", ""), 320).pack(anchor="w", pady=(0, 8))
+    enabled: list[ttk.Button] = []
+    focus: ttk.Button | None = None
+    for entry in data["entries"]:
+        if entry.get("separator"):
+            ttk.Separator(dialog.frame).pack(fill="x", pady=4)
+            continue
+        answer = {"action": entry["action"], "arg": entry["arg"]}
+        button = ttk.Button(dialog.frame, text=entry["label"],
+                            command=functools.partial(dialog.finish, answer))
+        button.pack(fill="x", pady=1)
+        press_on_return(button)
+        if not entry["enabled"]:
+            button.state(["disabled"])
+            continue
+        enabled.append(button)
+        if entry.get("default"):
+            focus = button
+    # The most useful choice now has the focus: Return takes it.
+    focus = focus or (enabled[0] if enabled else None)
+    if focus is not None:
+        dialog.root.after_idle(focus.focus_set)
+    return dialog.run()
+
+
+# ---------------------------------------------------------------- the queue
+
+
+class QueueDialog(Dialog):
+    """*Liste des fichiers d'écritures à intégrer*: Traiter ☑ / Supprimer ☐ per file."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        super().__init__(_("List of entry files to integrate"))
+        self.items = {str(item["id"]): item for item in items}
+        self.process = {key: True for key in self.items}
+        self.delete = dict.fromkeys(self.items, False)
+        self.tree = self._table()
+        self.content = self._content_pane()
+        self.buttons((_("OK"), self.ok), (_("Cancel"), self.cancel))
+        if self.items:
+            first = next(iter(self.items))
+            self.tree.selection_set(first)
+            self.tree.focus(first)
+            self.root.after_idle(self.tree.focus_set)
+
+    def _table(self) -> ttk.Treeview:
+        columns = ("name", "created", "process", "delete")
+        ttk.Style(self.root).configure("Treeview", rowheight=24)
+        tree = ttk.Treeview(self.frame, columns=columns, show="headings", selectmode="browse",
+                            height=min(10, max(3, len(self.items))))
+        headings = (_("File name"), _("Creation date"), _("Traiter"), _("Supprimer"))
+        widths = (250, 150, 80, 90)
+        for column, heading, width in zip(columns, headings, widths, strict=True):
+            tree.heading(column, text=heading)
+            tree.column(column, width=width, anchor="w" if column in ("name", "created")
+                        else "center", stretch=column == "name")
+        tree.tag_configure("etalon", foreground="#b5400a")
+        for key, item in self.items.items():
+            tree.insert("", "end", iid=key, values=self._values(key),
+                        tags=("etalon",) if item.get("etalon") else ())
+        tree.pack(fill="both", expand=True)
+        tree.bind("<<TreeviewSelect>>", lambda _event: self._show_content())
+        tree.bind("<Button-1>", self._click)
+        tree.bind("<space>", lambda _event: self._toggle(self.tree.focus(), "process"))
+        tree.bind("<Delete>", lambda _event: self._toggle(self.tree.focus(), "delete"))
+        tree.bind("<Return>", lambda _event: self.ok())
+        return tree
+
+    def _content_pane(self) -> tk.Text:
+        ttk.Label(self.frame, text=_("Content of the exchange")).pack(anchor="w", pady=(10, 2))
+        text = tk.Text(self.frame, height=11, width=70, wrap="word", relief="flat",
+                       background=self.root.cget("background"))
+        text.pack(fill="both", expand=True)
+        text.configure(state="disabled")
+        return text
+
+    def _values(self, key: str) -> tuple[str, str, str, str]:
+        item = self.items[key]
+        return (item["name"], item["created"], CHECKED if self.process[key] else UNCHECKED,
+                CHECKED if self.delete[key] else UNCHECKED)
+
+    def _click(self, event: tk.Event[Any]) -> str | None:
+        row = self.tree.identify_row(event.y)
+        column = self.tree.identify_column(event.x)
+        if row and column in ("#3", "#4"):
+            self.tree.selection_set(row)
+            self.tree.focus(row)
+            self._toggle(row, "process" if column == "#3" else "delete")
+            return "break"
+        return None
+
+    def _toggle(self, key: str, which: str) -> None:
+        if not key:
+            return
+        # Traiter and Supprimer exclude each other: checking one unchecks the other.
+        if which == "process":
+            self.process[key] = not self.process[key]
+            self.delete[key] = self.delete[key] and not self.process[key]
+        else:
+            self.delete[key] = not self.delete[key]
+            self.process[key] = self.process[key] and not self.delete[key]
+        self.tree.item(key, values=self._values(key))
+
+    def _show_content(self) -> None:
+        selected = self.tree.selection()
+        lines = self.items[selected[0]]["content"] if selected else []
+        self.content.configure(state="normal")
+        self.content.delete("1.0", "end")
+        self.content.insert("1.0", "\n".join(lines))
+        self.content.configure(state="disabled")
+
+    def ok(self) -> None:
+        """Answer with the ids to process and to delete."""
+        self.finish({
+            "process": [self.items[k]["id"] for k in self.items if self.process[k]],
+            "delete": [self.items[k]["id"] for k in self.items if self.delete[k]],
+        })
+
+
+def queue(data: dict[str, Any]) -> Answer:
+    """The list of files to integrate."""
+    return QueueDialog(data["items"]).run()
+
+
+# ---------------------------------------------------------------- journal and messages
+
+
+def journal(data: dict[str, Any]) -> Answer:
+    """Recent activity in words, problems first."""
+    dialog = Dialog(_("Journal") + " — passeur")
+    text = tk.Text(dialog.frame, height=20, width=90, wrap="word")
+    scroll = ttk.Scrollbar(dialog.frame, command=text.yview)
+    text.configure(yscrollcommand=scroll.set)
+    text.tag_configure("problem", foreground="#c92a2a")
+    for problem in data.get("problems", []):
+        text.insert("end", problem + "\n", "problem")
+    if data.get("problems"):
+        text.insert("end", "\n")
+    lines = data.get("lines") or [_("Nothing happened yet.")]
+    text.insert("end", "\n".join(lines))
+    text.configure(state="disabled")
+    dialog.buttons((_("Close"), dialog.cancel))
+    scroll.pack(side="right", fill="y")
+    text.pack(side="left", fill="both", expand=True)
+    return dialog.run()
+
+
+def restart(data: dict[str, Any]) -> Answer:
+    """*Relancer maintenant* / *Plus tard*."""
+    dialog = Dialog(_("Restart {app}").format(app=data["app"]))
+    message_label(dialog.frame, data["message"]).pack(anchor="w")
+    if data.get("names"):
+        message_label(dialog.frame, "\n".join(data["names"])).pack(anchor="w", pady=(8, 0))
+    dialog.buttons((_("Restart now"), lambda: dialog.finish({"choice": "now"})),
+                   (_("Later"), lambda: dialog.finish({"choice": "later"})))
+    return dialog.run()
+
+
+def confirm(data: dict[str, Any]) -> Answer:
+    """A question whose safe answer (No) is the default."""
+    dialog = Dialog(data["title"])
+    message_label(dialog.frame, data["message"]).pack(anchor="w")
+    dialog.buttons((data["yes"], lambda: dialog.finish({"yes": True})),
+                   (data["no"], lambda: dialog.finish({"yes": False})), default=1)
+    return dialog.run()
+
+
+def message(data: dict[str, Any]) -> Answer:
+    """A message with an OK button."""
+    dialog = Dialog(data["title"])
+    message_label(dialog.frame, data["message"]).pack(anchor="w")
+    dialog.buttons((_("OK"), dialog.cancel))
+    return dialog.run()
+
+
+def import_files(data: dict[str, Any]) -> Answer:
+    """*Importer un fichier…*: choose exchange files."""
+    root = tk.Tk(className="passeur")
+    root.withdraw()
+    paths = filedialog.askopenfilenames(
+        parent=root, title=_("Import a file"), initialdir=data.get("folder") or None,
+        filetypes=[(_("Exchange files"), "*.wwz *.WWZ"), (_("All files"), "*")])
+    root.destroy()
+    return {"paths": list(paths)} if paths else None
+
+
+KINDS: dict[str, Callable[[dict[str, Any]], Answer]] = {
+    "choices": choices,
+    "queue": queue,
+    "journal": journal,
+    "restart": restart,
+    "confirm": confirm,
+    "message": message,
+    "import": import_files,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Show one dialog: KIND as argument, its data as JSON on stdin, the answer on stdout."""
+    if len(argv) != 1 or argv[0] not in KINDS:
+        print(f"usage: python -m tray.dialogs {{{','.join(KINDS)}}}", file=sys.stderr)
+        return 2
+    data = json.load(sys.stdin)
+    i18n.setup(data.get("language"))
+    answer = KINDS[argv[0]](data)
+    print(json.dumps(answer, ensure_ascii=False), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""Showing notifications: desktop-notifier where the platform reports clicks, plyer as the
+fallback, the log when there is no notification server at all.
+
+desktop-notifier talks to the notification server over D-Bus on Linux (and to the native
+centres on Windows and macOS) and tells us when the user clicks a notification or one of
+its buttons; it runs on a private asyncio loop in one thread that sleeps between
+notifications. plyer can only show them, so with it a click on the tray icon opens what
+the last notification was about (see tray/app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Protocol
+
+from tray.menu import Action
+from tray.notices import Notice
+
+log = logging.getLogger(__name__)
+
+OnAction = Callable[[Action], None]
+# How long to wait for the notification server to answer before falling back.
+CONNECT_TIMEOUT_S = 5.0
+
+
+class Notifier(Protocol):
+    """Something that shows notices."""
+
+    name: str
+    reports_clicks: bool
+
+    def show(self, notice: Notice, on_action: OnAction) -> None:
+        """Show one notice; `on_action` is called with what the user clicked, if known."""
+
+    def close(self) -> None:
+        """Release what the notifier holds."""
+
+
+class DesktopNotifier:
+    """desktop-notifier on its own event loop thread: reports clicks and buttons."""
+
+    name = "desktop-notifier"
+    reports_clicks = True
+
+    def __init__(self, app_name: str, icon: Path | None) -> None:
+        from desktop_notifier import DesktopNotifier as Backend
+        from desktop_notifier import Icon
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="notifier",
+                                        daemon=True)
+        self._thread.start()
+        self._backend = Backend(app_name=app_name,
+                                app_icon=Icon(path=icon) if icon is not None else None)
+
+    def _run(self, coroutine: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def check(self) -> None:
+        """Raise when no notification server answers (so that the caller falls back)."""
+        capabilities = self._run(self._backend.get_capabilities()).result(CONNECT_TIMEOUT_S)
+        if not capabilities:
+            raise RuntimeError("no notification server")
+
+    def show(self, notice: Notice, on_action: OnAction) -> None:
+        """Send the notice; clicks come back on the notifier thread."""
+        from desktop_notifier import Button
+
+        def clicked(action: Action | None) -> Callable[[], None]:
+            def call() -> None:
+                if action is not None:
+                    on_action(action)
+            return call
+
+        buttons = [Button(title=b.label, on_pressed=clicked(b.action)) for b in notice.buttons]
+        future = self._run(self._backend.send(
+            title=notice.title, message=notice.message, buttons=buttons,
+            on_clicked=clicked(notice.target)))
+        future.add_done_callback(_log_failure)
+
+    def close(self) -> None:
+        """Stop the loop thread."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(2)
+
+
+def _log_failure(future: Future[Any]) -> None:
+    error = future.exception()
+    if error is not None:
+        log.warning("notification not shown: %s", error)
+
+
+class PlyerNotifier:
+    """plyer: shows notifications everywhere, but never says when one is clicked."""
+
+    name = "plyer"
+    reports_clicks = False
+
+    def __init__(self, app_name: str, icon: Path | None) -> None:
+        from plyer import notification
+
+        self._notification = notification
+        self.app_name = app_name
+        self.icon = icon
+
+    def show(self, notice: Notice, on_action: OnAction) -> None:
+        """Show the notice (clicks are not reported)."""
+        try:
+            self._notification.notify(title=notice.title, message=notice.message,
+                                      app_name=self.app_name,
+                                      app_icon=str(self.icon) if self.icon else "",
+                                      timeout=10)
+        except Exception as exc:  # plyer raises whatever its platform backend raises
+            log.warning("notification not shown (%s): %s — %s", exc, notice.title,
+                        notice.message)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class LogNotifier:
+    """No notification server: notices go to the log only."""
+
+    name = "log"
+    reports_clicks = False
+
+    def show(self, notice: Notice, on_action: OnAction) -> None:
+        """Log the notice."""
+        log.info("%s: %s", notice.title, notice.message.replace("\n", " "))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def choose_notifier(app_name: str, icon: Path | None = None) -> Notifier:
+    """Return the best notifier this session offers, saying which one in the log."""
+    try:
+        desktop = DesktopNotifier(app_name, icon)
+    except ImportError as exc:
+        log.info("desktop-notifier is not installed (%s): notification clicks will not be "
+                 "reported", exc)
+    else:
+        try:
+            desktop.check()
+        except Exception as exc:  # no session bus, no server, a timeout…
+            desktop.close()
+            log.info("no notification server answers (%s)", exc or type(exc).__name__)
+        else:
+            return desktop
+    try:
+        return PlyerNotifier(app_name, icon)
+    except ImportError as exc:
+        log.info("plyer is not installed (%s): notifications go to the log", exc)
+    return LogNotifier()
