@@ -7,14 +7,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daemon.bus import EventBus
 from daemon.config import Config, Paths, load_config
-from daemon.delivery import Delivery
-from daemon.intake import Intake
-from daemon.queue import Queue
 
 if TYPE_CHECKING:
+    from daemon.bus import EventBus
+    from daemon.delivery import Delivery
+    from daemon.intake import Intake
+    from daemon.queue import Queue
     from daemon.service import Source
+
+# Collaborators are imported when first built: a short command such as `passeur queue`
+# then loads only what it uses (start-up time is measured in bench/startup.py).
 
 
 class Context:
@@ -31,22 +34,30 @@ class Context:
     @functools.cached_property
     def queue(self) -> Queue:
         """Return the queue, creating the folders on first use."""
+        from daemon.queue import Queue
+
         self.paths.ensure()
         return Queue(self.paths.database, self.paths.spool)
 
     @functools.cached_property
     def intake(self) -> Intake:
         """Return the intake that verifies and queues received files."""
+        from daemon.intake import Intake
+
         return Intake(self.config, self.paths, self.queue)
 
     @functools.cached_property
     def delivery(self) -> Delivery:
         """Return the delivery to the accounting application."""
+        from daemon.delivery import Delivery
+
         return Delivery(self.queue, self.config.app, self.paths)
 
     @functools.cached_property
     def bus(self) -> EventBus:
         """Return the one event bus of this process."""
+        from daemon.bus import EventBus
+
         return EventBus()
 
     def build_sources(self) -> list[Source]:

@@ -8,10 +8,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# cryptography is imported where it is used: every command reads keys from the config, few
+# verify or sign, and its import dominates a short command's start-up.
 
 PUBLIC_PREFIX = "ed25519:"
 # Domain separation: a manifest signature can never be replayed as another kind of signature.
@@ -54,6 +57,9 @@ class PublicKey:
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         """Tell whether `signature` is this key's signature of `message`."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
         except InvalidSignature:
@@ -70,11 +76,16 @@ class SigningKey:
     @classmethod
     def generate(cls) -> SigningKey:
         """Make a new random key pair."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
     def load(cls, path: Path) -> SigningKey:
         """Read a PEM private key file."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (ValueError, TypeError) as exc:
@@ -85,6 +96,8 @@ class SigningKey:
 
     def save(self, path: Path) -> None:
         """Write the private key as PEM, readable by its owner only, never overwriting."""
+        from cryptography.hazmat.primitives import serialization
+
         pem = self._private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -99,6 +112,8 @@ class SigningKey:
     @property
     def public(self) -> PublicKey:
         """Return the matching public key."""
+        from cryptography.hazmat.primitives import serialization
+
         raw = self._private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
