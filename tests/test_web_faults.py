@@ -140,7 +140,11 @@ def test_already_queued_file_is_never_downloaded_again(home: Home, repo: Reposit
     # Forget the cached index: the next poll gets a full 200 listing the same file.
     for state_file in (home.root / "data" / "web").iterdir():
         state_file.unlink()
-    report = rig.poll()
+    restarted = make_rig(home)
+    try:
+        report = restarted.poll()
+    finally:
+        restarted.close()
     assert report.changed
     assert report.found == 0
     assert len(server.requests_for(update.name)) == 1
@@ -423,7 +427,11 @@ def test_file_refused_by_the_intake_is_not_downloaded_again(home: Home, repo: Re
     assert [i.name for i in items] == [forged.name]
     for state_file in (home.root / "data" / "web").iterdir():
         state_file.unlink()
-    rig.poll()
+    restarted = make_rig(home)
+    try:
+        assert restarted.poll().changed
+    finally:
+        restarted.close()
     assert len(server.requests_for(forged.name)) == 1
 
 

@@ -117,9 +117,13 @@ def test_wrong_password_is_a_clear_error_and_loses_nothing(home: Home, nginx: Ng
     rig.poll()
     publish_cli(home, nginx.repo, home.update(2))
     store.set(DOSSIER, Credential(BASIC, "wrong", USER))
-    report = rig.poll()
+    restarted = make_rig(home, credentials=store)  # the service restarted: keyring read
+    try:
+        report = restarted.poll()
+        event = restarted.events.wait_for(SourceFailed)[0]
+    finally:
+        restarted.close()
     assert [str(f.code) for f in report.failures] == ["auth-failed"]
-    event = rig.events.wait_for(SourceFailed)[0]
     assert event.code == "auth-failed"
     assert f"passeur login {DOSSIER}" in event.message
     assert "wrong" not in event.message
@@ -133,6 +137,9 @@ def test_another_dossiers_credentials_are_refused(home: Home, nginx: Nginx, rig:
     publish_cli(home, nginx.repo, home.update(1))
     store.set(DOSSIER, Credential(BASIC, "autre", "voisin"))
     assert [str(f.code) for f in rig.poll().failures] == ["auth-failed"]
+    # After a refusal the keyring is read again: a new login is picked up at the next poll.
+    store.set(DOSSIER, Credential(BASIC, PASSWORD, USER))
+    assert rig.poll().queued
 
 
 def test_dossier_unknown_on_the_server_is_explained(home: Home, nginx: Nginx,

@@ -181,7 +181,7 @@ class WebClient:
         self.credentials = credentials
         self.settings = settings or WebSettings()
         self.session = session or make_session(ca_bundle)
-        self._lock = threading.Lock()
+        self._credentials: dict[str, Credential | None] = {}
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -191,8 +191,15 @@ class WebClient:
         """Return the address of a file in a dossier's folder."""
         return urljoin(self.base_url, f"{quote(dossier)}/{quote(name)}")
 
+    def _credential(self, dossier: str) -> Credential | None:
+        # Kept in memory: a keyring lookup can cost more than the whole 304 poll. A 401 or
+        # 403 forgets it, so that new credentials (passeur login) are read at the next poll.
+        if dossier not in self._credentials:
+            self._credentials[dossier] = self.credentials.get(dossier)
+        return self._credentials[dossier]
+
     def _get(self, url: str, dossier: str, headers: dict[str, str]) -> requests.Response:
-        credential = self.credentials.get(dossier)
+        credential = self._credential(dossier)
         try:
             response = self.session.get(
                 url, headers=headers, stream=True, auth=_auth(credential),
@@ -200,6 +207,8 @@ class WebClient:
         except requests.RequestException as exc:
             raise transport_error(exc, dossier) from None
         response.credential_given = credential is not None  # type: ignore[attr-defined]
+        if response.status_code in (401, 403):
+            self._credentials.pop(dossier, None)
         return response
 
     def _status_error(self, response: requests.Response, dossier: str,
@@ -347,29 +356,83 @@ class WebClient:
             out = open(part, "ab" if have else "wb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise _disk_error(exc, dossier, part) from None
-        with out:
-            for chunk in self._chunks(response, dossier, deadline, stop):
-                if have + len(chunk) > entry.size:
-                    out.close()
-                    discard_part(part)
-                    raise WebError(Failure.SIZE_MISMATCH, dossier=dossier,
-                                   detail=f"{entry.name}: > {entry.size}")
+        writeback = _Writeback(out.fileno())
+        try:
+            with out:
+                for chunk in self._chunks(response, dossier, deadline, stop):
+                    if have + len(chunk) > entry.size:
+                        out.close()
+                        discard_part(part)
+                        raise WebError(Failure.SIZE_MISMATCH, dossier=dossier,
+                                       detail=f"{entry.name}: > {entry.size}")
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        out.close()
+                        discard_part(part)
+                        raise _disk_error(exc, dossier, part) from None
+                    digest.update(chunk)
+                    have += len(chunk)
+                    writeback.wrote(len(chunk))
+                    if progress is not None:
+                        progress(have)
+                writeback.close()
                 try:
-                    out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
                 except OSError as exc:
-                    out.close()
-                    discard_part(part)
                     raise _disk_error(exc, dossier, part) from None
-                digest.update(chunk)
-                have += len(chunk)
-                if progress is not None:
-                    progress(have)
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                raise _disk_error(exc, dossier, part) from None
+        finally:
+            writeback.close()
         return have
+
+
+class _Writeback:
+    """Pushes written data to disk from a helper thread while the download goes on.
+
+    One fsync of a whole 1 GB file at the end would stall for seconds; flushing every few
+    tens of MiB in the background overlaps that work with receiving and hashing.
+    """
+
+    STEP = 32 << 20
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._unflushed = 0
+        self._kick = threading.Event()
+        self._done = False
+        self._thread: threading.Thread | None = None
+
+    def wrote(self, count: int) -> None:
+        """Account for `count` bytes written; wake the helper every STEP bytes."""
+        self._unflushed += count
+        if self._unflushed < self.STEP:
+            return
+        self._unflushed = 0
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="web-writeback",
+                                            daemon=True)
+            self._thread.start()
+        self._kick.set()
+
+    def _run(self) -> None:
+        while True:
+            self._kick.wait()
+            self._kick.clear()
+            if self._done:
+                return
+            try:
+                os.fdatasync(self._fd)
+            except OSError:
+                return  # the final fsync reports disk errors
+
+    def close(self) -> None:
+        """Stop the helper (before the file is closed)."""
+        self._done = True
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 def part_note(part: Path) -> Path:

@@ -90,6 +90,7 @@ class WebPoller:
         self._failures_in_row = 0
         self._offline = False
         self._reported: dict[str, str] = {}
+        self._states: dict[str, tuple[DossierState, VerifiedIndex]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,14 +222,12 @@ class WebPoller:
 
     def _current_index(self, dossier: str, report: PollReport) -> VerifiedIndex:
         """Return the verified index, fetched conditionally: unchanged costs one 304."""
-        state = self.state.load(dossier)
+        state = self._state(dossier)
         fetch = self.client.fetch_index(dossier, state.etag if state.envelope else None)
-        trusted = self.config.keyring()
         if fetch.not_modified:
-            # Re-checked every time: an endpoint frozen on an old index expires here.
-            return verify_index(state.envelope.encode(), trusted, dossier, self._now())
+            return self._still_valid(dossier, state)
         report.changed = True
-        verified = verify_index(fetch.body, trusted, dossier, self._now())
+        verified = verify_index(fetch.body, self.config.keyring(), dossier, self._now())
         signed_sha256 = hashlib.sha256(verified.signed).hexdigest()
         version = verified.index.version
         if version < state.version or (version == state.version
@@ -239,24 +238,48 @@ class WebPoller:
             envelope = fetch.body.decode()
         except UnicodeDecodeError:
             raise WebError(Failure.INDEX_MALFORMED, dossier=dossier, detail="UTF-8") from None
+        state = DossierState(version, signed_sha256, fetch.etag, envelope)
         try:
-            self.state.save(dossier, DossierState(version, signed_sha256, fetch.etag, envelope))
+            self.state.save(dossier, state)
         except OSError as exc:
             raise _storage_error(exc, dossier) from None
+        self._states[dossier] = (state, verified)
+        return verified
+
+    def _state(self, dossier: str) -> DossierState:
+        cached = self._states.get(dossier)
+        return cached[0] if cached else self.state.load(dossier)
+
+    def _still_valid(self, dossier: str, state: DossierState) -> VerifiedIndex:
+        """Return the cached index after a 304, checking its expiry again."""
+        cached = self._states.get(dossier)
+        if cached is None or cached[0] != state:
+            # First poll since start: verify what was kept on disk (keys may have changed).
+            verified = verify_index(state.envelope.encode(), self.config.keyring(), dossier,
+                                    self._now())
+            self._states[dossier] = (state, verified)
+            return verified
+        verified = cached[1]
+        # Re-checked every time: an endpoint frozen on an old index expires here.
+        if self._now() >= verified.index.expires_at:
+            raise WebError(Failure.INDEX_EXPIRED, dossier=dossier,
+                           detail=verified.index.expires_at.isoformat())
         return verified
 
     def _wanted(self, dossier: str, entries: Sequence[IndexEntry]) -> list[IndexEntry]:
         """Return the indexed files not yet received, oldest first."""
         last = self.queue.last_sequence(dossier)
+        newer = [e for e in entries if last is None or e.sequence > last]
+        if not newer:
+            return []  # the usual case, without reading the queue's items
         known, refused = set(), set()
         for item in self.queue.items(list(State)):
             if item.state is State.REJECTED:
                 refused.add(item.sha256)
             elif item.dossier == dossier:
                 known.add((item.sequence, item.sha256))
-        return [e for e in entries
-                if (last is None or e.sequence > last)
-                and (e.sequence, e.sha256) not in known
+        return [e for e in newer
+                if (e.sequence, e.sha256) not in known
                 # A file the intake already refused would only be refused again.
                 and e.sha256 not in refused]
 
