@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from daemon.config import Config, Paths
-from daemon.errors import Code, Rejected
+from daemon.errors import Code, Rejected, encodable
 from daemon.exchange import Limits, verify_exchange
 from daemon.fsutil import atomic_write_bytes, copy_hashing, durable_move, temp_name
 from daemon.naming import Kind, parse_name
@@ -48,7 +48,9 @@ class Intake:
 
     def import_path(self, path: Path, origin: str) -> IntakeResult:
         """Import a file by path (a key, a watched folder, the command line)."""
-        name = path.name
+        # A name that is not UTF-8 (a FAT key written with another code page) decodes to
+        # lone surrogates, which neither the database nor a JSON note can hold.
+        name, origin = encodable(path.name), encodable(origin)
         try:
             source = open(path, "rb")  # noqa: SIM115 - closed right after the copy
         except OSError as exc:
@@ -60,6 +62,7 @@ class Intake:
 
     def import_stream(self, source: BinaryIO, name: str, origin: str) -> IntakeResult:
         """Import a file from an open stream, known to the user as `name`."""
+        name, origin = encodable(name), encodable(origin)
         self.paths.staging.mkdir(parents=True, exist_ok=True)
         staged = temp_name(self.paths.staging / os.path.basename(name))
         try:
@@ -80,6 +83,7 @@ class Intake:
         Sources that write their own copy while hashing (downloads) use this to avoid
         copying the file a second time. The staged file is consumed in every case.
         """
+        name, origin = encodable(name), encodable(origin)
         try:
             parse_name(name)
             return self._verify_and_queue(staged, name, sha256, size, origin)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -121,6 +122,22 @@ def test_a_refused_file_is_recorded_as_rejected_and_quarantined(home: Home) -> N
     assert tampered.read_bytes() == bytes(data), "the original is never modified"
     # A refusal does not use up the sequence: the genuine file is still accepted.
     assert import_file(home, update).outcome is Outcome.QUEUED
+
+
+def test_a_name_and_origin_that_are_not_utf8_are_recorded_readably(home: Home) -> None:
+    key = home.root / "key"
+    key.mkdir()
+    raw = os.fsencode(key) + b"/8502182-2020\xe9.wwz"  # written with another code page
+    with open(raw, "wb") as out:
+        out.write(b"junk")
+    origin = "usb:" + os.fsdecode(b"/media/CL\xc9")
+    result = home.context().intake.import_path(Path(os.fsdecode(raw)), origin)
+    assert result.rejection is not None
+    assert result.rejection.code is Code.BAD_NAME
+    [item] = home.context().queue.items([State.REJECTED])
+    assert item.name == "8502182-2020\ufffd.wwz"
+    assert item.origin == "usb:/media/CL\ufffd"
+    json.dumps(result.to_json(), ensure_ascii=False).encode("utf-8")  # no lone surrogate
 
 
 # ---------------------------------------------------------------- order
