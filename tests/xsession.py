@@ -95,12 +95,10 @@ class XSession:
         env.pop("WAYLAND_DISPLAY", None)
         return env
 
-    def _spawn(self, argv: list[str], log_name: str,
-               **kwargs: object) -> subprocess.Popen[bytes]:
-        log = open(self.folder / log_name, "wb")  # noqa: SIM115 - kept for the process's life
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   env=self.env, **kwargs)  # type: ignore[call-overload]
-        log.close()
+    def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        with open(self.folder / log_name, "wb") as log:
+            process: subprocess.Popen[bytes] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         self.processes.append(process)
         return process
 
@@ -372,7 +370,7 @@ def start_tray(session: XSession, home: Path, drop: Path,
 def tray_icon(session: XSession) -> str | None:
     """Return passeur's icon window once it is docked in the tray (inside the panel)."""
     for window in session.windows("--classname", "passeurSystemTrayIcon"):
-        x, y, width, height = session.geometry(window)
+        x, y, width, _height = session.geometry(window)
         if width >= 16 and 0 <= y < TRAY_HEIGHT and x > 0:
             return window
     return None

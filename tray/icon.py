@@ -24,9 +24,9 @@ COLOURS: dict[Status, tuple[int, int, int]] = {
     Status.SENDING: (30, 111, 217),
     Status.WAITING: (224, 138, 0),
     Status.RESTART_REQUIRED: (217, 72, 15),
-    Status.ERROR: (201, 42, 42),
+    Status.ERROR: (220, 53, 53),
     Status.OFFLINE: (122, 122, 122),
-    Status.PAUSED: (92, 107, 122),
+    Status.PAUSED: (104, 120, 136),
     Status.TO_CONFIGURE: (108, 117, 125),
 }
 BADGE_COLOUR = (176, 0, 32)

@@ -292,6 +292,8 @@ def tooltip(state: TrayState, app_name: str, today: datetime | None = None) -> s
     if state.waiting and status not in (Status.WAITING, Status.RESTART_REQUIRED,
                                         Status.TO_CONFIGURE):
         parts.append(waiting_words(state.waiting))
+    if state.offline and status not in (Status.OFFLINE, Status.TO_CONFIGURE):
+        parts.append(_("The accountant's site cannot be reached"))
     if state.last_check is not None and status is not Status.TO_CONFIGURE:
         parts.append(_("last check {time}").format(time=clock(state.last_check, today)))
     text = " — ".join(parts)
