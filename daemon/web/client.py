@@ -244,8 +244,9 @@ class WebClient:
                 raise self._status_error(response, dossier, INDEX_NAME)
             cap = self.settings.index_max_size
             body = bytearray()
-            deadline = time.monotonic() + self.settings.deadline_for(cap)
-            for chunk in self._chunks(response, dossier, deadline, None):
+            # An index is small: a server trickling it gets only the base deadline.
+            deadline = time.monotonic() + self.settings.deadline_base
+            for chunk in self._chunks(response, dossier, deadline, None, INDEX_NAME):
                 body += chunk
                 if len(body) > cap:
                     raise WebError(Failure.TOO_LARGE, dossier=dossier,
@@ -253,7 +254,7 @@ class WebClient:
             return IndexFetch(False, bytes(body), response.headers.get("ETag"))
 
     def _chunks(self, response: requests.Response, dossier: str, deadline: float,
-                stop: threading.Event | None) -> Any:
+                stop: threading.Event | None, what: str) -> Any:
         """Yield the body as it arrives; never wait past the deadline (plus one read)."""
         raw = response.raw
         size = self.settings.chunk_size
@@ -261,15 +262,14 @@ class WebClient:
             if stop is not None and stop.is_set():
                 raise WebError(Failure.INTERRUPTED, dossier=dossier, detail="stopping")
             if time.monotonic() > deadline:
-                raise WebError(Failure.DEADLINE, dossier=dossier,
-                               detail=f"{INDEX_NAME if stop is None else 'download'}")
+                raise WebError(Failure.DEADLINE, dossier=dossier, detail=what)
             try:
                 # read1 returns what one receive brings: read(n) would wait for n bytes,
                 # and a trickling server would then never meet the deadline check.
                 chunk = raw.read1(size, decode_content=False)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise WebError(Failure.INTERRUPTED, dossier=dossier,
-                               detail=_short_reason(exc)) from None
+                               detail=f"{what}: {_short_reason(exc)}") from None
             if not chunk:
                 return
             yield chunk
@@ -359,7 +359,7 @@ class WebClient:
         writeback = _Writeback(out.fileno())
         try:
             with out:
-                for chunk in self._chunks(response, dossier, deadline, stop):
+                for chunk in self._chunks(response, dossier, deadline, stop, entry.name):
                     if have + len(chunk) > entry.size:
                         out.close()
                         discard_part(part)
