@@ -62,7 +62,11 @@ class Context:
 
     def build_sources(self) -> list[Source]:
         """Return the sources the configuration asks for, not yet started."""
+        from daemon.web.poller import WebPoller
+
         sources: list[Source] = []
+        if self.config.web.url:
+            sources.append(WebPoller(self.config, self.paths, self.queue, self.intake, self.bus))
         return sources
 
     def reload_config(self) -> Config:

@@ -107,11 +107,13 @@ class Service:
         self.ctx.bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
 
     def stop(self) -> None:
-        """Ask the service to stop; safe from signal handlers and other threads."""
+        """Ask the service to stop; safe from signal handlers and other threads.
+
+        Only flags are set here: the run loop stops the sources, so that a signal handler
+        never waits for a download to reach its next chunk.
+        """
         self.stopping.set()
         self.wake.set()
-        for source in self.sources:
-            source.stop()
 
 
 def install_signal_handlers(stop: Callable[[], None]) -> None:

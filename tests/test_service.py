@@ -131,3 +131,38 @@ def test_events_are_immutable(event_type: type[ev.Event]) -> None:
 
     assert dataclasses.is_dataclass(event_type)
     assert event_type.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_the_service_receives_what_the_accountant_publishes(home: Home, tmp_path: Path) -> None:
+    from tests.faultserver import configure_web, keyring_env
+    from tests.nginx import Nginx
+
+    server = Nginx(tmp_path / "nginx")
+    server.add_user("8502182", "gaec", "secret")
+    server.start()
+    try:
+        configure_web(home, server.base_url)
+        env = home.env | keyring_env(tmp_path / "keyring")
+        login = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "login", "8502182", "--user", "gaec",
+             "--password-stdin", "--no-check"],
+            input="secret\n", env=env, text=True, capture_output=True, timeout=30, check=False)
+        assert login.returncode == 0, login.stderr
+        key_file = tmp_path / "firm.pem"
+        home.key.save(key_file)
+        update = home.update(1, etalon=True)
+        published = home.passeur("publish", "--repo", str(server.repo), "--key", str(key_file),
+                                 str(update))
+        assert published.returncode == 0, published.stderr
+        service = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--headless"],
+                                   env=env, text=True, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        queued = wait_for(lambda: update.name in home.passeur("queue").stdout, 30)
+        code, err = stop(service)
+        assert queued, err
+        assert code == 0, err
+        assert f"{update.name} reçu et mis en attente — contient des dossiers étalons" in err
+        assert "secret" not in err
+        assert "secret" not in (home.root / "logs" / "passeur.log").read_text()
+    finally:
+        server.stop()
