@@ -299,9 +299,6 @@ def test_a_file_that_cannot_be_read_is_refused_as_unreadable(
     assert [item.name for item in ctx.queue.items([State.REJECTED])] == [hostile.NAME]
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="intake writes the raw name (with surrogates) to the note and the "
-                          "database; daemon/intake.py must store an encodable form")
 def test_a_name_that_is_not_utf8_is_refused_not_a_crash(
     busy_home: tuple[Home, Context], key_folder: Path
 ) -> None:
