@@ -65,7 +65,10 @@ def atomic_writer(final: Path) -> Iterator[BinaryIO]:
         os.replace(tmp, final)
         fsync_dir(final.parent)
     except BaseException:
-        out.close()
+        # On a full disk close() fails again flushing its buffer; the temp file must
+        # still go, and the first error is the one worth reporting.
+        with contextlib.suppress(OSError):
+            out.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise

@@ -90,8 +90,16 @@ def _older_than(path: Path, seconds: float) -> bool:
         return False
 
 
+# Interrupted downloads are kept under this prefix in the staging folder so that the next
+# run resumes them (HTTP Range) instead of starting over; they expire after a week.
+RESUMABLE_PREFIX = "resume-"
+RESUMABLE_AGE_S = 7 * 86400.0
+
+
 def _abandoned(path: Path, seconds: float) -> bool:
     """Tell whether a staging file is no longer being written by anyone."""
+    if path.name.startswith(RESUMABLE_PREFIX):
+        return _older_than(path, RESUMABLE_AGE_S)
     return is_orphan_temp(path) or _older_than(path, seconds)
 
 

@@ -18,7 +18,7 @@ from daemon import config_edit
 from daemon.errors import Code
 from daemon.fsutil import sha256_file, temp_name
 from daemon.intake import IntakeResult
-from daemon.queue import SCHEMA_VERSION, Outcome, Queue, State
+from daemon.queue import RESUMABLE_PREFIX, SCHEMA_VERSION, Outcome, Queue, State
 from tests.helpers import DOSSIER, Home
 
 OTHER_DOSSIER = "8502183"
@@ -337,6 +337,24 @@ def test_recover_removes_orphans_and_abandoned_staging_files(home: Home) -> None
     # With no age allowance, what is left in staging goes too, never a queued file.
     queue.recover(staging_age_s=-1)
     assert spool_files(queue) == {result.item.spool_name}
+
+
+def test_recover_keeps_an_interrupted_download_for_a_week(home: Home) -> None:
+    queue = home.context().queue
+    staging = home.context().paths.staging
+    staging.mkdir(parents=True, exist_ok=True)
+    resumable = staging / f"{RESUMABLE_PREFIX}web-{DOSSIER}-8502182-20201027172221.wwz.part"
+    resumable.write_bytes(b"half of a download")
+    note = resumable.with_name(resumable.name + ".json")
+    note.write_text("{}")
+    two_days_ago = time.time() - 2 * 86400
+    for path in (resumable, note):
+        os.utime(path, (two_days_ago, two_days_ago))
+    assert queue.recover() == []
+    eight_days_ago = time.time() - 8 * 86400
+    for path in (resumable, note):
+        os.utime(path, (eight_days_ago, eight_days_ago))
+    assert set(queue.recover()) == {resumable, note}
 
 
 def test_recover_keeps_nothing_that_a_delivered_or_deleted_item_left(home: Home) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from daemon.fsutil import sha256_file
+from daemon.queue import RESUMABLE_PREFIX
 from daemon.web.publish import Repository
 from tests.faultserver import Fault, FaultServer, configure_web, keyring_env
 from tests.helpers import DOSSIER, Home
@@ -76,7 +77,7 @@ def test_kill_9_mid_download_then_resume(home: Home, served: tuple[Repository, F
         repo.publish(update)
         size = update.stat().st_size
         server.inject(update.name, Fault("slow", chunk=CHUNK, interval=0.005))
-        part = staging / f"web-{DOSSIER}-{update.name}.part"
+        part = staging / f"{RESUMABLE_PREFIX}web-{DOSSIER}-{update.name}.part"
         held = kill_when_part_reaches(receive(home, env), part,
                                       rng.randint(CHUNK, size - MARGIN))
         assert 0 < held < size

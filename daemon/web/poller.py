@@ -33,7 +33,7 @@ from daemon.events import (
     UpdateRejected,
 )
 from daemon.intake import Intake
-from daemon.queue import Outcome, Queue, State
+from daemon.queue import RESUMABLE_PREFIX, Outcome, Queue, State
 from daemon.web.client import WebClient, WebSettings, discard_part, part_note, utc_now
 from daemon.web.credentials import CredentialStore
 from daemon.web.failures import Failure, WebError
@@ -313,7 +313,7 @@ class WebPoller:
 
     def part_path(self, dossier: str, entry: IndexEntry) -> Path:
         """Return where a download of this entry is kept while incomplete."""
-        return self.paths.staging / f"web-{dossier}-{entry.name}.part"
+        return self.paths.staging / f"{RESUMABLE_PREFIX}web-{dossier}-{entry.name}.part"
 
     def _download(self, dossier: str, entry: IndexEntry, part: Path) -> str:
         progress = self._progress_reporter(entry)
