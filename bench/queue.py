@@ -33,7 +33,7 @@ from daemon.fsutil import atomic_copy, fsync_dir, sha256_file
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest
 from daemon.naming import Kind
-from daemon.queue import Outcome, Queue
+from daemon.queue import ITEM_COLUMNS, Outcome, Queue
 
 ITEMS = 10_000
 DOSSIERS = 10
@@ -153,8 +153,8 @@ def bare_select(database: Path) -> None:
     db = sqlite3.connect(database)
     try:
         db.execute(
-            "SELECT * FROM items WHERE state IN ('waiting')"
-            " ORDER BY generated_at IS NULL, generated_at, sequence, id").fetchall()
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE state IN ('waiting')"
+            " ORDER BY generated_at, sequence, id").fetchall()
     finally:
         db.close()
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from daemon.errors import Code, Rejected
 from daemon.fsutil import durable_move, is_orphan_temp
@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS items (
     etalon INTEGER NOT NULL DEFAULT 0,
     restart_required INTEGER NOT NULL DEFAULT 0,
     spool_name TEXT,
-    manifest TEXT,
     reason_code TEXT,
     reason_detail TEXT,
     received_at TEXT NOT NULL,
@@ -50,6 +49,10 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE UNIQUE INDEX IF NOT EXISTS items_identity
     ON items (dossier, sequence, sha256) WHERE state != 'rejected';
 CREATE INDEX IF NOT EXISTS items_by_state ON items (state, generated_at, sequence, id);
+CREATE TABLE IF NOT EXISTS manifests (
+    item_id INTEGER PRIMARY KEY REFERENCES items (id),
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dossiers (
     number TEXT PRIMARY KEY,
     last_sequence INTEGER NOT NULL
@@ -108,9 +111,24 @@ def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class Item:
-    """One row of the queue."""
+# The columns of `items` in the order of Item's fields.
+ITEM_COLUMNS = (
+    "id, state, name, origin, dossier, sequence, sha256, size, generated_at, etalon,"
+    " restart_required, spool_name, reason_code, reason_detail, received_at,"
+    " updated_at"
+)
+
+
+def _select_item(db: sqlite3.Connection, item_id: int | None) -> Any:
+    return db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ?",  # noqa: S608
+                      (item_id,)).fetchone()
+
+
+_STATES = {str(state): state for state in State}
+
+
+class Item(NamedTuple):
+    """One row of the queue (a tuple: listing thousands of them must stay cheap)."""
 
     id: int
     state: State
@@ -124,21 +142,17 @@ class Item:
     etalon: bool
     restart_required: bool
     spool_name: str | None
-    manifest: dict[str, Any] | None
     reason_code: str | None
     reason_detail: str | None
     received_at: str
     updated_at: str
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Item:
-        """Build an item from a database row."""
-        values = dict(row)
-        values["state"] = State(values["state"])
-        values["etalon"] = bool(values["etalon"])
-        values["restart_required"] = bool(values["restart_required"])
-        values["manifest"] = json.loads(values["manifest"]) if values["manifest"] else None
-        return cls(**values)
+    def from_row(cls, row: Sequence[Any]) -> Item:
+        """Build an item from a row selected with ITEM_COLUMNS."""
+        return cls(row[0], _STATES[row[1]], row[2], row[3], row[4], row[5], row[6], row[7],
+                   row[8], row[9] == 1, row[10] == 1, row[11], row[12], row[13], row[14],
+                   row[15])
 
     def to_json(self) -> dict[str, Any]:
         """Return the item as documented for `passeur queue --json`."""
@@ -182,7 +196,6 @@ class Queue:
         self._db = sqlite3.connect(
             database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
-        self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -233,7 +246,8 @@ class Queue:
         spool_name = f"{manifest.dossier}/{sha256[:16]}-{name}"
         with self._write() as db:
             existing = db.execute(
-                "SELECT * FROM items WHERE dossier = ? AND sequence = ? AND sha256 = ?"
+                f"SELECT {ITEM_COLUMNS} FROM items"  # noqa: S608
+                " WHERE dossier = ? AND sequence = ? AND sha256 = ?"
                 " AND state != 'rejected'", (manifest.dossier, manifest.sequence, sha256),
             ).fetchone()
             if existing is not None:
@@ -248,7 +262,7 @@ class Queue:
                 # The row is rolled back: take the file out again rather than leave an orphan.
                 target.unlink(missing_ok=True)
                 raise
-            row = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+            row = _select_item(db, item_id)
         return Outcome.QUEUED, Item.from_row(row)
 
     def _insert_item(self, db: sqlite3.Connection, manifest: Manifest, name: str,
@@ -257,13 +271,16 @@ class Queue:
         stamp = now_utc()
         cursor = db.execute(
             "INSERT INTO items (state, name, origin, dossier, sequence, sha256, size,"
-            " generated_at, etalon, spool_name, manifest, received_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " generated_at, etalon, spool_name, received_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (State.WAITING, name, origin, manifest.dossier, manifest.sequence, sha256,
              size, manifest.generated_at.astimezone(UTC).isoformat(), manifest.etalon,
-             spool_name, manifest.to_json().decode(), stamp, stamp),
+             spool_name, stamp, stamp),
         )
         item_id = cursor.lastrowid
+        # Kept apart so that listing thousands of items never reads their manifests.
+        db.execute("INSERT INTO manifests (item_id, body) VALUES (?, ?)",
+                   (item_id, manifest.to_json().decode()))
         db.execute(
             "INSERT INTO dossiers (number, last_sequence) VALUES (?, ?)"
             " ON CONFLICT (number) DO UPDATE SET last_sequence = excluded.last_sequence",
@@ -299,7 +316,7 @@ class Queue:
             )
             self._log(db, cursor.lastrowid, "rejected", name=name, origin=origin,
                       code=str(rejection.code), detail=rejection.detail)
-            row = db.execute("SELECT * FROM items WHERE id = ?", (cursor.lastrowid,)).fetchone()
+            row = _select_item(db, cursor.lastrowid)
         return Item.from_row(row)
 
     def transition(self, item_id: int, allowed: Iterable[State], new: State, action: str,
@@ -315,7 +332,7 @@ class Queue:
             if cursor.rowcount == 0:
                 return None
             self._log(db, item_id, action, **detail)
-            row = db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+            row = _select_item(db, item_id)
         return Item.from_row(row)
 
     def set_restart_required(self, item_id: int, required: bool) -> None:
@@ -337,16 +354,27 @@ class Queue:
     def get(self, item_id: int) -> Item | None:
         """Return one item."""
         with self._lock:
-            row = self._db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+            row = _select_item(self._db, item_id)
         return Item.from_row(row) if row else None
+
+    def manifest(self, item_id: int) -> dict[str, Any] | None:
+        """Return the manifest recorded with an item (None for a refused file)."""
+        with self._lock:
+            row = self._db.execute("SELECT body FROM manifests WHERE item_id = ?",
+                                   (item_id,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def items(self, states: Sequence[State] = (State.WAITING,)) -> list[Item]:
         """Return the items in these states, oldest generation first, then by sequence."""
         marks = ",".join("?" * len(states))
         with self._lock:
+            # One state: the order is the index's, no sort. Several: refused items (no
+            # generation date) come last.
+            order = ("generated_at, sequence, id" if len(states) == 1
+                     else "generated_at IS NULL, generated_at, sequence, id")
             rows = self._db.execute(
-                f"SELECT * FROM items WHERE state IN ({marks})"  # noqa: S608
-                " ORDER BY generated_at IS NULL, generated_at, sequence, id", tuple(states),
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE state IN ({marks})"  # noqa: S608
+                f" ORDER BY {order}", tuple(states),
             ).fetchall()
         return [Item.from_row(row) for row in rows]
 
@@ -364,9 +392,10 @@ class Queue:
         """Return the most recent activity, newest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM history ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [HistoryEntry(r["id"], r["at"], r["item_id"], r["action"],
-                             json.loads(r["detail"])) for r in rows]
+                "SELECT id, at, item_id, action, detail FROM history ORDER BY id DESC LIMIT ?",
+                (limit,)).fetchall()
+        return [HistoryEntry(row_id, at, item_id, action, json.loads(detail))
+                for row_id, at, item_id, action, detail in rows]
 
     def last_sequence(self, dossier: str) -> int | None:
         """Return the highest sequence accepted for a dossier."""

@@ -431,7 +431,7 @@ def test_reopening_keeps_the_schema_and_the_items(home: Home) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = sorted(r[0] for r in raw.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'"))
-    assert tables == ["dossiers", "history", "items"]
+    assert tables == ["dossiers", "history", "items", "manifests"]
     raw.close()
 
 
