@@ -323,11 +323,13 @@ def _queue_process(ctx: Context, args: argparse.Namespace) -> int:
         Result.HELD: _("{file}: waits for the previous update of the dossier"),
         Result.NOT_WAITING: _("{file}: not waiting any more"),
     }
-    for outcome in outcomes:
-        out(messages[outcome.result].format(file=outcome.item.name, app=ctx.config.app.name))
     if args.json:
         emit_json([{"id": o.item.id, "file": o.item.name, "result": str(o.result)}
                    for o in outcomes])
+    else:
+        for outcome in outcomes:
+            out(messages[outcome.result].format(file=outcome.item.name,
+                                                app=ctx.config.app.name))
     if args.ids and not outcomes:
         err(_("No such item"))
         return EXIT_FAILED
@@ -335,6 +337,8 @@ def _queue_process(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _queue_delete(ctx: Context, args: argparse.Namespace) -> int:
+    from daemon.delivery import TRASH_DAYS
+
     failed = False
     for item_id in args.ids:
         item = ctx.delivery.delete(item_id)
@@ -343,7 +347,7 @@ def _queue_delete(ctx: Context, args: argparse.Namespace) -> int:
             failed = True
         else:
             out(_("{file}: deleted (kept in the trash for {days} days)").format(
-                file=item.name, days=30))
+                file=item.name, days=TRASH_DAYS))
     return EXIT_FAILED if failed else EXIT_OK
 
 

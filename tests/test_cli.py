@@ -163,3 +163,12 @@ def test_demo_runs_to_the_end() -> None:
                             capture_output=True, timeout=60, check=True)
     assert "contient des dossiers étalons : attend une relance" in result.stdout
     assert result.stdout.count("remis à l'application") >= 2
+
+
+def test_queue_process_json_is_pure_json(home: Home) -> None:
+    update = home.update(1)
+    home.passeur("import", str(update), check=True)
+    result = home.passeur("queue", "process", "--all", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {"id": 1, "file": update.name, "result": "delivered"}]
