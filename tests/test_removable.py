@@ -119,6 +119,7 @@ def test_a_key_with_two_updates_and_a_foreign_file_gives_one_batch(
                for r in caplog.records), "the other dossier's file is listed in the log"
     i18n.setup("en")
     assert describe_batch(batch) == "USB key CLE: 2 updates imported"
+    key.unmount()  # not lazily: fails if a handle on the key were still open
 
 
 def test_fat_names_in_any_case_and_two_second_timestamps(
@@ -303,3 +304,20 @@ def test_fat_image_tools_fail_loudly_when_missing(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match=r"tests/run\.sh.*dosfstools"):
         FatImage(tmp_path / "x.img")
+
+
+def test_stopping_mid_copy_leaves_nothing_half_written(
+        home: Home, harness: Harness, keys: FatImages, media: Path, tmp_path: Path) -> None:
+    big = home.update(1, store=True, contents={"situations/bilan.xlsx": os.urandom(40 << 20)})
+    key = keys.new("CLE", size_kib=64 * 1024)
+    key.fill({big.name: big}, tmp_path)
+    copying = threading.Event()
+    harness.handlers.append(lambda e: isinstance(e, ev.DownloadProgress) and copying.set())
+    harness.source.start()
+    key.mount(media / "CLE")
+    wait_until(copying.is_set, what="the copy to start")
+    harness.source.stop()
+    assert not [t for t in threading.enumerate() if t.name == "removable"]
+    assert all_items(harness.ctx) == []
+    assert list(harness.ctx.paths.staging.iterdir()) == []
+    key.unmount()  # and the key is free
