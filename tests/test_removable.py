@@ -312,7 +312,12 @@ def test_stopping_mid_copy_leaves_nothing_half_written(
     key = keys.new("CLE", size_kib=64 * 1024)
     key.fill({big.name: big}, tmp_path)
     copying = threading.Event()
-    harness.handlers.append(lambda e: isinstance(e, ev.DownloadProgress) and copying.set())
+
+    def note_copying(event: ev.Event) -> None:
+        if isinstance(event, ev.DownloadProgress):
+            copying.set()
+
+    harness.handlers.append(note_copying)
     harness.source.start()
     key.mount(media / "CLE")
     wait_until(copying.is_set, what="the copy to start")
