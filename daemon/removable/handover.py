@@ -200,14 +200,11 @@ class Handover:
                 raise Interrupted(str(path)) from exc
             if exc.errno == errno.ELOOP:  # a symbolic link: never followed
                 return Offer.VANISHED
-            self._refuse(name, origin, batch, Rejected(Code.UNREADABLE, exc.strerror or exc))
-            return Offer.TAKEN
+            return self._unreadable(path, name, origin, batch, seen, exc)
         try:
             taken = self._copy_if_new(fd, path, name, origin, batch, seen, still_there)
         except _ReadFailed as failure:
-            self._refuse(name, origin, batch,
-                         Rejected(Code.UNREADABLE, failure.cause.strerror or failure.cause))
-            return Offer.TAKEN
+            return self._unreadable(path, name, origin, batch, seen, failure.cause)
         finally:
             os.close(fd)  # before verifying: the key must be free to eject at once
         if not isinstance(taken, tuple):
@@ -252,6 +249,20 @@ class Handover:
             return Offer.CHANGED
         staged, sha256 = copied
         return staged, sha256, fingerprint
+
+    def _unreadable(self, path: Path, name: ExchangeName, origin: str, batch: Batch,
+                    seen: dict[str, Fingerprint], error: OSError) -> Offer:
+        """Refuse a file that cannot be read, once (until its size or time changes)."""
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return Offer.VANISHED
+        fingerprint = Fingerprint(info.st_size, info.st_mtime_ns, "unreadable")
+        if seen.get(str(path)) == fingerprint:
+            return Offer.SEEN
+        self._refuse(name, origin, batch, Rejected(Code.UNREADABLE, error.strerror or error))
+        seen[str(path)] = fingerprint
+        return Offer.TAKEN
 
     def _copy(self, fd: int, path: Path, before: os.stat_result, name: ExchangeName,
               origin: str, still_there: Callable[[], bool]) -> tuple[Path, str] | None:
