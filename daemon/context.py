@@ -62,11 +62,17 @@ class Context:
 
     def build_sources(self) -> list[Source]:
         """Return the sources the configuration asks for, not yet started."""
+        from daemon.folders import FolderWatcher
+        from daemon.removable import RemovableSource
         from daemon.web.poller import WebPoller
 
         sources: list[Source] = []
         if self.config.web.url:
             sources.append(WebPoller(self.config, self.paths, self.queue, self.intake, self.bus))
+        if self.config.removable:
+            sources.append(RemovableSource(self.config, self.paths, self.intake, self.bus))
+        if self.config.watched_folders:
+            sources.append(FolderWatcher(self.config, self.paths, self.intake, self.bus))
         return sources
 
     def reload_config(self) -> Config:

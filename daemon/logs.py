@@ -41,6 +41,10 @@ def describe_event(event: ev.Event) -> str | None:
         case ev.UpdateRejected(name=name, reason_fr=fr, reason_en=en):
             reason = fr if current_language() == "fr" else en
             return _("{file} refused: {reason}").format(file=name, reason=reason)
+        case ev.BatchFinished(queued=queued, rejected=rejected) if queued or rejected:
+            from daemon.removable.handover import describe_batch
+
+            return describe_batch(event)
         case ev.SourceFailed(message=message):
             return message
         case ev.Offline(reason=reason):

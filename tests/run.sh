@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real parts the integration tests use; a missing one makes its tests fail, never skip.
-DEBIAN_PACKAGES=(nginx-light systemd desktop-file-utils)
+DEBIAN_PACKAGES=(nginx-light systemd desktop-file-utils dosfstools fusefat fuse3)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
