@@ -14,17 +14,10 @@ from pathlib import Path
 
 from daemon.fsutil import CHUNK, fsync_dir, temp_name
 from daemon.i18n import _
+from daemon.presentation import format_size
 
 # Errors that mean "no room left": FUSE drivers such as fusefat answer EPERM instead.
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-def format_size(size: int) -> str:
-    """Return a size the way the user reads it (kB, MB, GB, decimal like file managers)."""
-    for unit, factor in ((_("GB"), 10**9), (_("MB"), 10**6), (_("kB"), 10**3)):
-        if size >= factor:
-            return f"{size / factor:.1f} {unit}"
-    return _("{n} bytes").format(n=size)
 
 
 class KeyWriteError(Exception):

@@ -32,6 +32,17 @@ def format_date(value: date) -> str:
     return value.strftime("%d/%m/%Y" if current_language() == "fr" else "%Y-%m-%d")
 
 
+def format_size(size: int) -> str:
+    """Return a size the way the user reads it (1,5 Mo; decimal units like file managers)."""
+    for unit, factor in ((_("GB"), 10**9), (_("MB"), 10**6), (_("kB"), 10**3)):
+        if size >= factor:
+            text = f"{size / factor:.1f}"
+            if current_language() == "fr":
+                text = text.replace(".", ",")
+            return f"{text} {unit}"
+    return ngettext("{n} byte", "{n} bytes", size).format(n=size)
+
+
 def yes_no(value: bool) -> str:
     """Return "oui"/"non" (or yes/no)."""
     return _("yes") if value else _("no")

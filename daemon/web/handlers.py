@@ -23,6 +23,7 @@ from daemon.events import (
 )
 from daemon.i18n import _, ngettext
 from daemon.naming import DOSSIER_RE
+from daemon.presentation import format_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -172,12 +173,12 @@ class _Printer:
     def describe(event: Event) -> str | None:
         if isinstance(event, UpdateFound):
             return _("{file}: new update ({size})").format(file=event.name,
-                                                           size=_size(event.size))
+                                                           size=format_size(event.size))
         if isinstance(event, DownloadProgress):
             percent = 100 * event.received // event.total if event.total else 100
             return _("{file}: {percent} % ({received} / {total})").format(
-                file=event.name, percent=percent, received=_size(event.received),
-                total=_size(event.total))
+                file=event.name, percent=percent, received=format_size(event.received),
+                total=format_size(event.total))
         if isinstance(event, UpdateQueued):
             return _("{file}: queued").format(file=event.name)
         if isinstance(event, UpdateRejected):
@@ -197,16 +198,6 @@ def _is_french() -> bool:
     from daemon.i18n import current_language
 
     return current_language() == "fr"
-
-
-def _size(n: int) -> str:
-    units = [_("B"), _("KB"), _("MB"), _("GB")]
-    value = float(n)
-    for unit in units:
-        if value < 1000 or unit == units[-1]:
-            return f"{value:.0f} {unit}" if unit == units[0] else f"{value:.1f} {unit}"
-        value /= 1000
-    return str(n)  # pragma: no cover
 
 
 def _quiet_logging() -> None:
