@@ -37,7 +37,7 @@ _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 # Built from alphabets rather than st.from_regex, which is several times slower.
 dossiers = st.text(st.sampled_from(_ALNUM), min_size=1, max_size=20)
 moments = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
-                       timezones=st.none() | st.just(timezone(timedelta(hours=1))))
+                       timezones=st.one_of(st.none(), st.just(timezone(timedelta(hours=1)))))
 kinds = st.sampled_from(Kind)
 
 
