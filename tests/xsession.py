@@ -11,9 +11,11 @@ event bus.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -140,9 +142,17 @@ class XSession:
 
     def stop(self) -> None:
         """Stop everything this session started, newest first."""
+        import psutil
+
         for process in reversed(self.processes):
             if process.poll() is None:
-                process.terminate()
+                # dbus-run-session ends its bus when its child (dunst) ends, not when it is
+                # itself terminated: stop the children first.
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    for child in psutil.Process(process.pid).children():
+                        child.terminate()
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
         for process in reversed(self.processes):
             try:
                 process.wait(5)
@@ -160,6 +170,7 @@ class XSession:
     def run(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run a desktop tool (xdotool, import, xwininfo…)."""
         return subprocess.run(list(argv), env=self.env, capture_output=True, text=True,
+                              errors="replace",
                               check=check, timeout=30)
 
     def windows(self, *search: str) -> list[str]:
@@ -169,8 +180,13 @@ class XSession:
 
     def visible_window(self, title: str) -> str | None:
         """Return the id of a mapped window whose title contains `title`."""
-        found = self.windows("--onlyvisible", "--name", title)
-        return found[0] if found else None
+        # xdotool matches a regular expression against the raw (not always UTF-8) name:
+        # search with the plain ASCII start of the title, then compare the decoded names.
+        ascii_start = re.escape(re.split(r"[^ -~]|'", title, maxsplit=1)[0])
+        for window in self.windows("--onlyvisible", "--name", ascii_start):
+            if title in self.window_name(window):
+                return window
+        return None
 
     def wait_window(self, title: str, timeout: float = 15.0) -> str:
         """Wait for a visible window with this title; fail the test if none comes."""
@@ -183,8 +199,11 @@ class XSession:
             return bool(window)
 
         assert wait_for(look, timeout, 0.1), f"no window titled {title!r}: " + \
-            self.run("xwininfo", "-root", "-tree").stdout
-        return found[0]
+            self.run("xdotool", "search", "--name", ".").stdout
+        # A window opened by a background program takes the keyboard a moment later.
+        wait_for(lambda: self.run("xdotool", "getwindowfocus").stdout.strip() == found[-1],
+                 2)
+        return found[-1]
 
     def tray_window(self) -> str | None:
         """Return trayer's panel window."""
@@ -197,6 +216,16 @@ class XSession:
             "xdotool", "getwindowgeometry", "--shell", window, check=True).stdout.split())
         return (int(values["X"]), int(values["Y"]), int(values["WIDTH"]),
                 int(values["HEIGHT"]))
+
+    def window_name(self, window: str) -> str:
+        """Return a window's title (for the tray icon on X11: its tooltip)."""
+        raw = subprocess.run(["xdotool", "getwindowname", window], env=self.env,
+                             capture_output=True, check=False, timeout=30).stdout.strip()
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # pystray writes its window name as Latin-1 (an X STRING).
+            return raw.decode("latin-1")
 
     def screenshot(self, path: Path) -> Path:
         """Save the whole screen as a PNG."""
@@ -226,11 +255,25 @@ class XSession:
                                                                           "waiting")]
         return sum(int(c) for c in counts if c.isdigit())
 
-    def history(self) -> list[dict[str, str]]:
-        """Return the closed notifications (newest first): summary, body, appname."""
+    def history(self) -> list[dict[str, object]]:
+        """Return the closed notifications (newest first): id, summary, body, appname…"""
         data = json.loads(self.dunstctl("history").stdout or '{"data": [[]]}')
         return [{key: value.get("data", "") for key, value in entry.items()
                  if isinstance(value, dict)} for entry in data["data"][0]]
+
+    def close_notifications(self) -> None:
+        """Close every notification on screen (dunst keeps them in its history)."""
+        self.dunstctl("close-all")
+        assert wait_for(lambda: self.notifications_shown() == 0, 5)
+
+    def notifications_since(self, seen: set[object]) -> list[dict[str, object]]:
+        """Close what is on screen and return the notifications not in `seen` (by id)."""
+        self.close_notifications()
+        return [entry for entry in self.history() if entry.get("id") not in seen]
+
+    def notification_ids(self) -> set[object]:
+        """Return the ids of every notification shown so far."""
+        return {entry.get("id") for entry in self.history()}
 
 
 @contextlib.contextmanager
@@ -321,6 +364,8 @@ def launch(home: Path, drop: Path) -> int:
     from daemon.service import build_service, install_signal_handlers
     from tray.app import run_with_tray
 
+    # A hung launcher shows where each thread is on SIGUSR1 (stop_tray sends it).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     ctx = Context(home)
     i18n.setup(ctx.config.language)
     ctx.paths.ensure()
@@ -361,9 +406,10 @@ def start_tray(session: XSession, home: Path, drop: Path,
     docked = wait_for(lambda: tray_icon(session) is not None or process.poll() is not None,
                       20)
     if not docked or process.poll() is not None:
+        windows = session.run("xwininfo", "-root", "-tree").stdout
         process.kill()
         _out, err = process.communicate()
-        pytest.fail(f"the tray icon did not appear: {err}")
+        pytest.fail(f"the tray icon did not appear: {err}\n{windows}")
     return process
 
 
@@ -383,6 +429,8 @@ def stop_tray(process: subprocess.Popen[str]) -> tuple[int, str]:
     try:
         _out, err = process.communicate(timeout=20)
     except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # its threads' stacks, for the failure report
+        time.sleep(1)
         process.kill()
         _out, err = process.communicate()
         return -9, err

@@ -11,6 +11,7 @@ the service's `ServiceStopping`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ from daemon.errors import ConfigError
 from daemon.i18n import _, ngettext
 from daemon.manifest import Manifest
 from daemon.presentation import describe_activity, describe_exchange, format_datetime
-from daemon.queue import HistoryEntry, Item, Outcome
+from daemon.queue import HistoryEntry, Item, Outcome, Queue
 from daemon.restart import (
     MIN_REMIND_MINUTES,
     AppRestarter,
@@ -80,6 +81,7 @@ def run_with_tray(ctx: Context, service: Service) -> int:
     Raises what `service.run()` raises (AlreadyRunning) once everything has stopped.
     """
     front = TrayFrontEnd(ctx, service)
+    front.start_notifier()
     front.start_service()
     if front.wait_until_service_ready():
         try:
@@ -130,6 +132,7 @@ class TrayFrontEnd:
         self.notifier: Notifier = LogNotifier()
         self.icon: TrayIcon | None = None
         self._lock = threading.RLock()
+        self._render_lock = threading.Lock()
         self._shown: tuple[Any, ...] | None = None
         self._busy: set[str] = set()
         self._pause_timer: threading.Timer | None = None
@@ -143,6 +146,11 @@ class TrayFrontEnd:
         ctx.bus.subscribe("tray", self.on_event)
 
     # ------------------------------------------------------------ lifecycle
+
+    def start_notifier(self) -> None:
+        """Find how to show notifications, before the first event can need it."""
+        self.notifier = choose_notifier("passeur", self._icon_file())
+        log.info("notifications: %s", self.notifier.name)
 
     def start_service(self) -> None:
         """Run the service on a background thread."""
@@ -171,7 +179,7 @@ class TrayFrontEnd:
             wait_for_x11_tray()
         with self._lock:
             state = self.state
-        icon = TrayIcon(pystray, draw_icon(state.status, state.badge, 64),
+        icon = TrayIcon(pystray, functools.partial(draw_icon, state.status, state.badge),
                         tooltip(state, self.app_name), self.perform, self.default_action)
         log.info("tray icon: pystray %s backend (menu: %s, default action: %s)", icon.backend,
                  icon.has_menu, icon.has_default_action)
@@ -183,11 +191,14 @@ class TrayFrontEnd:
         if self.service.stopping.is_set():
             return
         icon.run(setup=self._icon_started)
+        if not self.service.stopping.is_set():
+            # The loop ended on its own: the desktop session is gone (logout, X closed).
+            log.info("the tray icon's loop ended: passeur stops with the desktop session")
+            self.service.stop()
 
     def _icon_started(self) -> None:
-        self.notifier = choose_notifier("passeur", self._icon_file())
-        log.info("notifications: %s", self.notifier.name)
-        self._shown = None
+        with self._render_lock:
+            self._shown = None
         self.render()
         if not self.state.configured:
             self.say(_("passeur is not configured yet: open Settings to add your dossier and "
@@ -265,19 +276,22 @@ class TrayFrontEnd:
         icon = self.icon
         if icon is None:
             return
-        with self._lock:
-            state = self.state
+        # One render at a time, so that an older picture never lands after a newer one. Not
+        # the state lock: the icon's loop thread takes that one, and an update waits for
+        # the loop.
+        with self._render_lock:
+            with self._lock:
+                state = self.state
             status, badge = state.status, state.badge
             title = tooltip(state, self.app_name)
             entries = build_menu(state, self.app_name, self.dossiers, icon.has_default_action)
-            shown = self._shown
-            self._shown = (status, badge, title, entries)
-        if shown == self._shown:
-            return
-        picture = shown is None or shown[:2] != (status, badge)
-        icon.update(draw_icon(status, badge, icon.size) if picture else None,
-                    title if shown is None or shown[2] != title else None,
-                    entries if shown is None or shown[3] != entries else None)
+            shown, self._shown = self._shown, (status, badge, title, entries)
+            if shown == self._shown:
+                return
+            picture = shown is None or shown[:2] != (status, badge)
+            icon.update(functools.partial(draw_icon, status, badge) if picture else None,
+                        title if shown is None or shown[2] != title else None,
+                        entries if shown is None or shown[3] != entries else None)
 
     # ------------------------------------------------------------ words out
 
@@ -387,7 +401,8 @@ class TrayFrontEnd:
         if not items:
             self.say(_("No update waiting to be integrated"), None)
             return
-        answer = self._ask("queue", {"items": [_queue_row(item) for item in items]})
+        answer = self._ask("queue", {
+            "items": [_queue_row(self.ctx.queue, item) for item in items]})
         if answer is not None:
             self._apply_queue_choices([int(i) for i in answer.get("process", [])],
                                       [int(i) for i in answer.get("delete", [])])
@@ -615,14 +630,27 @@ def _local_time(iso: str) -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone())
 
 
-def _queue_row(item: Item) -> dict[str, Any]:
+def _manifest_data(queue: Queue, item: Item) -> Any:
+    """Return an item's manifest as stored (the queue keeps it apart from the item row;
+    older queues kept it on the item)."""
+    reader = getattr(queue, "manifest", None)
+    if callable(reader):
+        return reader(item.id)
+    return getattr(item, "manifest", None)
+
+
+def _queue_row(queue: Queue, item: Item) -> dict[str, Any]:
     try:
-        content = describe_exchange(Manifest.from_dict(item.manifest))
-    except Exception:  # an old or odd record still gets listed, without its content
-        content = [item.name]
+        manifest = Manifest.from_dict(_manifest_data(queue, item))
+    except Exception:  # an old or odd record is still listed, without its content
+        return {"id": item.id, "name": item.name, "etalon": item.etalon,
+                "created": _local_time(item.generated_at or item.received_at),
+                "content": [item.name]}
+    # The creation date as the accountant's software wrote it, like the file name and the
+    # content below it (not converted to this computer's time zone).
     return {"id": item.id, "name": item.name, "etalon": item.etalon,
-            "created": _local_time(item.generated_at or item.received_at),
-            "content": content}
+            "created": format_datetime(manifest.generated_at),
+            "content": describe_exchange(manifest)}
 
 
 def _journal_line(entry: HistoryEntry) -> str:

@@ -5,15 +5,21 @@ and raises when there is no display; the caller then runs headless. Backend quir
 handled here and nowhere else:
 
 - xorg has no menu (`HAS_MENU` false): the default action opens the choices dialog;
-- xorg never asks X for button presses (pystray 0.19.5), so clicks would be lost: the
-  icon window's event mask gets ButtonPressMask;
 - xorg drops transparency (black corners): the icon is flattened on a neutral grey;
-- xorg cannot dock when no system tray runs yet: we wait for one, then give up.
+- xorg cannot dock when no system tray runs yet: we wait for one, then give up;
+- pystray 0.19.5's xorg icon never asks X for button presses (clicks are lost), asks to
+  be docked again at every picture change (the tray re-embeds it and may lose its
+  picture), stretches the picture to its window, and does not flush its X connection
+  after drawing or renaming (the change waits for the next X event; a plain flush is not
+  always enough with python-xlib's threads, a round trip is). `_x11_icon_class` fixes
+  these; it draws the picture in the loop's own thread at the window's exact size, so
+  that we never talk to X from another thread.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,10 +33,15 @@ from tray.menu import Action, Entry
 log = logging.getLogger(__name__)
 
 OnAction = Callable[[Action, str], None]
+Picture = Callable[[int], Image.Image]  # draws the icon at a given size in pixels
 # A panel colour for backends without transparency: between light and dark themes.
 FLAT_BACKGROUND = (128, 128, 128)
 # At login the panel may come up after passeur: how long to wait for a system tray.
 TRAY_WAIT_S = 30.0
+# How long to keep asking an X11 tray to take the icon.
+DOCK_WAIT_S = 10.0
+# The size handed to backends that scale the picture themselves.
+DEFAULT_SIZE = 64
 
 
 class NoTray(Exception):
@@ -65,53 +76,36 @@ def wait_for_x11_tray(timeout: float = TRAY_WAIT_S) -> None:
         display.close()
 
 
+def x11_title(title: str) -> str:
+    """Return a title pystray's X11 backend can write (a Latin-1 X STRING)."""
+    for wide, narrow in (("—", "-"), ("–", "-"), ("…", "..."), ("’", "'")):
+        title = title.replace(wide, narrow)
+    return title.encode("latin-1", "replace").decode("latin-1")
+
+
 class TrayIcon:
     """One pystray icon; `update()` may be called from any thread."""
 
-    def __init__(self, pystray: Any, image: Image.Image, title: str,
+    def __init__(self, pystray: Any, picture: Picture, title: str,
                  on_action: OnAction, on_default: Callable[[], None]) -> None:
         self.pystray = pystray
         self.backend = backend_name(pystray)
+        self.x11 = self.backend == "xorg"
         self.on_action = on_action
         self.on_default = on_default
-        self.icon = pystray.Icon("passeur", self._prepare(image), self._title(title),
-                                 menu=self._render([]))
         self._lock = threading.Lock()
         self._running = False
+        self._stopped = False
+        if self.x11:
+            self.icon = _x11_icon_class(pystray)(
+                "passeur", on_background(picture(DEFAULT_SIZE), FLAT_BACKGROUND),
+                x11_title(title), menu=self._render([]))
+            self.icon.painter = picture
+        else:
+            self.icon = pystray.Icon("passeur", picture(DEFAULT_SIZE), title,
+                                     menu=self._render([]))
         self.has_menu = bool(self.icon.HAS_MENU)
         self.has_default_action = bool(self.icon.HAS_DEFAULT_ACTION)
-        if self.backend == "xorg":
-            self._listen_to_clicks()
-
-    def _listen_to_clicks(self) -> None:
-        import Xlib.X  # type: ignore[import-untyped]
-
-        window = self.icon._window  # the backend's own window: no public way to reach it
-        window.change_attributes(event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
-                                 | Xlib.X.ButtonPressMask)
-
-    @property
-    def size(self) -> int:
-        """Return the pixel size to draw the icon at (the docked window's on X11)."""
-        if self.backend == "xorg" and self._running:
-            geometry = self.icon._window.get_geometry()
-            side = min(geometry.width, geometry.height)
-            if side >= 16:
-                return int(side)
-        return 64
-
-    def _title(self, title: str) -> str:
-        if self.backend == "xorg":
-            # X11 window names are Latin-1 here (pystray writes WM_NAME as STRING).
-            for wide, narrow in (("—", "-"), ("–", "-"), ("…", "..."), ("’", "'")):
-                title = title.replace(wide, narrow)
-            return title.encode("latin-1", "replace").decode("latin-1")
-        return title
-
-    def _prepare(self, image: Image.Image) -> Image.Image:
-        if self.backend == "xorg":
-            return on_background(image, FLAT_BACKGROUND)
-        return image
 
     def _render(self, entries: Sequence[Entry]) -> Any:
         pystray = self.pystray
@@ -140,7 +134,7 @@ class TrayIcon:
         return pystray.MenuItem(entry.label, clicked, enabled=entry.enabled,
                                 default=entry.default)
 
-    def update(self, image: Image.Image | None = None, title: str | None = None,
+    def update(self, picture: Picture | None = None, title: str | None = None,
                entries: Sequence[Entry] | None = None) -> None:
         """Change the picture, the tooltip and/or the menu (ignored unless running).
 
@@ -150,10 +144,14 @@ class TrayIcon:
         with self._lock:
             if not self._running:
                 return
-            if image is not None:
-                self.icon.icon = self._prepare(image)
+            if picture is not None:
+                if self.x11:
+                    self.icon.painter = picture
+                    self.icon.icon = on_background(picture(DEFAULT_SIZE), FLAT_BACKGROUND)
+                else:
+                    self.icon.icon = picture(DEFAULT_SIZE)
             if title is not None:
-                self.icon.title = self._title(title)
+                self.icon.title = x11_title(title) if self.x11 else title
             if entries is not None and self.has_menu:
                 self.icon.menu = self._render(entries)
 
@@ -162,14 +160,177 @@ class TrayIcon:
 
         def started(icon: Any) -> None:
             with self._lock:
-                icon.visible = True
-                self._running = True
+                stopped = self._stopped
+                if not stopped:
+                    icon.visible = True
+                    self._running = True
+            if stopped:  # stop() came while the loop was starting
+                icon.stop()
+                return
+            if self.x11:
+                self._wait_until_docked()
             setup()
 
         self.icon.run(setup=started)
+        with self._lock:
+            # However the loop ended (stop, or the X connection closed), nothing may be
+            # handed to it any more: it would wait for an answer forever.
+            self._running = False
+            self._stopped = True
+
+    def _wait_until_docked(self) -> None:
+        deadline = time.monotonic() + DOCK_WAIT_S
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return
+                self.icon._check_docked()
+                if self.icon.docked:
+                    return
+            time.sleep(0.25)
+        log.warning("the system tray did not take the icon")
 
     def stop(self) -> None:
-        """End the loop (from any thread but the loop's own)."""
+        """End the loop (from any thread but the loop's own); later calls do nothing."""
         with self._lock:
-            self._running = False
+            if self._stopped:
+                return
+            self._stopped = True
+            running, self._running = self._running, False
+        if running:
             self.icon.stop()
+
+
+def _x11_icon_class(pystray: Any) -> Any:
+    """Return pystray's X11 icon class with its clicks, docking, sizing and flushing fixed."""
+    import Xlib.X  # type: ignore[import-untyped]
+
+    base = pystray.Icon
+
+    class X11Icon(base):  # type: ignore[misc, valid-type]
+        painter: Picture | None = None
+        docked = False
+        _icon_data: Any
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._results: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+            self._dispatch_lock = threading.Lock()
+            self._poker: Any = None
+            super().__init__(*args, **kwargs)
+            self._window.change_attributes(
+                event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
+                | Xlib.X.ButtonPressMask)
+
+        def _rewrite_implementation(self, *methods: Any) -> None:
+            """Run these methods in the loop's thread, asked over a second connection.
+
+            pystray asks its loop through the loop's own connection from the calling
+            thread; python-xlib then sometimes loses a flush or a reply between the two
+            threads (a tooltip never shown, a loop that never ends). Here only the loop's
+            thread uses its connection; other threads wake it through their own.
+            """
+            handlers = {}
+            for method in (*methods, self._check_docked):
+                atom = self._display.intern_atom(f"_PASSEUR_{method.__name__.upper()}")
+                handlers[atom] = method
+                setattr(self, method.__name__, self._dispatcher(method, atom))
+
+            def on_client_message(event: Any) -> None:
+                method = handlers.get(event.client_type)
+                if method is None:
+                    return
+                try:
+                    method()
+                except Exception as exc:  # handed back to the waiting thread
+                    self._results.put(exc)
+                else:
+                    self._results.put(None)
+
+            self._message_handlers[Xlib.X.ClientMessage] = on_client_message
+
+        def _dispatcher(self, method: Callable[[], None], atom: int) -> Callable[[], None]:
+            def inner() -> None:
+                if threading.current_thread() is getattr(self, "_thread", None):
+                    method()
+                    return
+                with self._dispatch_lock:
+                    self._poke(atom)
+                    error = self._results.get()
+                if error is not None:
+                    raise error
+
+            return inner
+
+        def _check_docked(self) -> None:
+            """Ask to be docked again while the tray has not embedded the window.
+
+            A tray busy with another icon leaving may miss the first request, and pystray
+            never asks again.
+            """
+            root = self._display.screen().root
+            self.docked = self._window.query_tree().parent.id != root.id
+            if not self.docked:
+                self._systray_manager = None
+                self._dock_window()
+                self._display.sync()
+
+        def _poke(self, atom: int) -> None:
+            import Xlib.display
+            import Xlib.protocol.event  # type: ignore[import-untyped]
+
+            if self._poker is None:
+                self._poker = Xlib.display.Display(self._display.get_display_name())
+            window = self._poker.create_resource_object("window", self._window.id)
+            window.send_event(Xlib.protocol.event.ClientMessage(
+                window=window, client_type=atom, data=(32, (0, 0, 0, 0, 0))),
+                event_mask=Xlib.X.NoEventMask)
+            self._poker.sync()
+
+        def _update_icon(self) -> None:
+            # Runs in the loop's thread. Dock only when not docked yet: a second request
+            # makes the tray embed the window again.
+            if not self._systray_manager:
+                self._dock_window()
+            self._icon_data = None
+            self._draw()
+            self._display.sync()
+            self._icon_valid = True
+
+        def _assert_icon_data(self, width: int, height: int) -> None:
+            if self._icon_data and self._icon_data.size == (width, height):
+                return
+            painter = self.painter
+            if painter is None:
+                super()._assert_icon_data(width, height)
+                return
+            # Drawn for the window's size (centred when it is not square), not stretched.
+            side = max(1, min(width, height))
+            canvas = Image.new("RGB", (width, height), FLAT_BACKGROUND)
+            canvas.paste(on_background(painter(side), FLAT_BACKGROUND),
+                         ((width - side) // 2, (height - side) // 2))
+            # python-xlib's put_pil_image calls the old name of tobytes.
+            setattr(canvas, "tostring", canvas.tobytes)  # noqa: B010
+            self._icon_data = canvas
+
+        def _update_title(self) -> None:
+            super()._update_title()
+            self._display.sync()
+
+        def _show(self) -> None:
+            super()._show()
+            self._display.sync()
+
+        def _hide(self) -> None:
+            super()._hide()
+            self._display.sync()
+
+        def _stop(self) -> None:
+            # The loop ends when X reports the window destroyed: make sure X got the request.
+            self._window.destroy()
+            self._display.sync()
+
+        def _on_expose(self, event: Any) -> None:
+            super()._on_expose(event)
+            self._display.sync()
+
+    return X11Icon

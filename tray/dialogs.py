@@ -33,6 +33,7 @@ class Dialog:
         self.root = tk.Tk(className="passeur")
         self.root.title(title)
         self.answer: Answer = None
+        self.initial_focus: tk.Widget | None = None
         self.root.protocol("WM_DELETE_WINDOW", self.cancel)
         self.root.bind("<Escape>", lambda _event: self.cancel())
         self.frame = ttk.Frame(self.root, padding=12)
@@ -59,7 +60,7 @@ class Dialog:
             made.append(button)
         made.reverse()
         made[default].configure(default="active")
-        self.root.after_idle(made[default].focus_set)
+        self.initial_focus = self.initial_focus or made[default]
 
     def run(self) -> Answer:
         """Show the window (centred, in front, focused) until it is closed."""
@@ -69,7 +70,11 @@ class Dialog:
         y = max(0, (self.root.winfo_screenheight() - height) // 3)
         self.root.geometry(f"+{x}+{y}")
         self.root.attributes("-topmost", True)
-        self.root.after(100, self.root.focus_force)
+        # Take the keyboard (a window opened by a background program does not get it by
+        # itself), straight into the widget the user starts with.
+        target = self.initial_focus or self.root
+        target.focus_set()
+        self.root.after(100, target.focus_force)
         self.root.mainloop()
         return self.answer
 
@@ -112,11 +117,30 @@ def choices(data: dict[str, Any]) -> Answer:
         enabled.append(button)
         if entry.get("default"):
             focus = button
+            button.configure(default="active")
     # The most useful choice now has the focus: Return takes it.
-    focus = focus or (enabled[0] if enabled else None)
-    if focus is not None:
-        dialog.root.after_idle(focus.focus_set)
+    dialog.initial_focus = focus or (enabled[0] if enabled else None)
+    _arrow_keys(dialog.root, enabled)
     return dialog.run()
+
+
+def _arrow_keys(root: tk.Tk, buttons: list[ttk.Button]) -> None:
+    """Up, Down, Home and End move between the choices, as in a menu."""
+
+    def move(step: int | None, to_end: bool = False) -> None:
+        if not buttons:
+            return
+        if step is None:
+            buttons[-1 if to_end else 0].focus_set()
+            return
+        current = root.focus_get()
+        index = buttons.index(current) if current in buttons else -step
+        buttons[(index + step) % len(buttons)].focus_set()
+
+    root.bind("<Down>", lambda _event: move(1))
+    root.bind("<Up>", lambda _event: move(-1))
+    root.bind("<Home>", lambda _event: move(None))
+    root.bind("<End>", lambda _event: move(None, to_end=True))
 
 
 # ---------------------------------------------------------------- the queue
@@ -132,12 +156,12 @@ class QueueDialog(Dialog):
         self.delete = dict.fromkeys(self.items, False)
         self.tree = self._table()
         self.content = self._content_pane()
+        self.initial_focus = self.tree
         self.buttons((_("OK"), self.ok), (_("Cancel"), self.cancel))
         if self.items:
             first = next(iter(self.items))
             self.tree.selection_set(first)
             self.tree.focus(first)
-            self.root.after_idle(self.tree.focus_set)
 
     def _table(self) -> ttk.Treeview:
         columns = ("name", "created", "process", "delete")
@@ -145,7 +169,7 @@ class QueueDialog(Dialog):
         tree = ttk.Treeview(self.frame, columns=columns, show="headings", selectmode="browse",
                             height=min(10, max(3, len(self.items))))
         headings = (_("File name"), _("Creation date"), _("Traiter"), _("Supprimer"))
-        widths = (250, 150, 80, 90)
+        widths = (250, 170, 80, 90)
         for column, heading, width in zip(columns, headings, widths, strict=True):
             tree.heading(column, text=heading)
             tree.column(column, width=width, anchor="w" if column in ("name", "created")
@@ -157,10 +181,20 @@ class QueueDialog(Dialog):
         tree.pack(fill="both", expand=True)
         tree.bind("<<TreeviewSelect>>", lambda _event: self._show_content())
         tree.bind("<Button-1>", self._click)
-        tree.bind("<space>", lambda _event: self._toggle(self.tree.focus(), "process"))
-        tree.bind("<Delete>", lambda _event: self._toggle(self.tree.focus(), "delete"))
-        tree.bind("<Return>", lambda _event: self.ok())
+        # Space ticks Traiter, Delete ticks Supprimer, Return is OK (instead of Tk's own
+        # open/close of tree branches, meaningless in a flat list).
+        tree.bind("<space>", lambda _event: self._key_toggle("process"))
+        tree.bind("<Delete>", lambda _event: self._key_toggle("delete"))
+        tree.bind("<Return>", lambda _event: self._key_ok())
         return tree
+
+    def _key_toggle(self, which: str) -> str:
+        self._toggle(self.tree.focus(), which)
+        return "break"
+
+    def _key_ok(self) -> str:
+        self.ok()
+        return "break"
 
     def _content_pane(self) -> tk.Text:
         ttk.Label(self.frame, text=_("Content of the exchange")).pack(anchor="w", pady=(10, 2))
