@@ -64,9 +64,14 @@ class TrayLook:
 
     def picture(self, name: str) -> Image.Image:
         found: list[str] = []
+
+        def docked() -> bool:
+            window = tray_icon(self.session)
+            found.extend([window] if window else [])
+            return window is not None
+
         # The panel may be laying its icons out again (another program's icon left).
-        assert wait_for(lambda: found.append(tray_icon(self.session) or "") or found[-1], 5), \
-            "the icon left the tray"
+        assert wait_for(docked, 5), "the icon left the tray"
         x, y, width, height = self.session.geometry(found[-1])
         screen = Image.open(self.session.screenshot(self.shots / f"{name}.png")).convert("RGB")
         icon = screen.crop((x, y, x + width, y + height))
