@@ -24,10 +24,13 @@ from daemon.keys import SigningKey
 from daemon.queue import State
 from tests.helpers import Home, make_home
 from tests.xsession import (
+    ROOT,
     XSession,
     desktop,
+    launcher_argv,
     start_tray,
     stop_tray,
+    tray_env,
     tray_icon,
     wait_for,
 )
@@ -224,12 +227,12 @@ def test_a_click_on_the_icon_opens_the_choices_and_they_work(
     assert code == 0, err
 
 
-def test_an_unconfigured_home_shows_how_to_configure(
+def test_passeur_run_on_an_unconfigured_home_shows_how_to_configure(
     x11: XSession, tmp_path: Path, shots: Path
 ) -> None:
     seen = x11.notification_ids()
     root = tmp_path / "fresh"
-    tray = start_tray(x11, root, tmp_path / "drop")
+    tray = start_tray(x11, root, None)  # the real `passeur run`
     try:
         TrayLook(x11, shots).wait_for(Status.TO_CONFIGURE, "20-to-configure")
         assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
@@ -322,4 +325,24 @@ def test_an_application_that_will_not_close_is_left_open_when_the_user_says_so(
         print(err)  # shown when the test fails
         if app.poll() is None:
             app.kill()
+    assert code == 0, err
+
+
+def test_without_a_usable_display_the_service_runs_headless(home: Home, tmp_path: Path) -> None:
+    drop_folder = tmp_path / "drop"
+    drop_folder.mkdir()
+    env = tray_env(dict(os.environ), home.root) | {"DISPLAY": ":987"}  # nobody there
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    process = subprocess.Popen(launcher_argv(home.root, drop_folder), env=env, cwd=ROOT,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = home.root / "logs" / "passeur.log"
+    try:
+        assert wait_for(lambda: log.exists() and "ne peut pas être affichée" in log.read_text(),
+                        15), log.read_text() if log.exists() else ""
+        drop(home, drop_folder, home.update())
+        ctx = Context(home.root)
+        assert wait_for(lambda: ctx.queue.count_pending() == 1, 10), "the service still works"
+    finally:
+        code, err = stop_tray(process)
+        print(err)
     assert code == 0, err

@@ -394,14 +394,27 @@ def _record_queued_times(ctx: object, path: Path) -> None:
     ctx.bus.subscribe("queued-stamps", record, ev.UpdateQueued)
 
 
-def start_tray(session: XSession, home: Path, drop: Path,
+def tray_env(env: dict[str, str], home: Path) -> dict[str, str]:
+    """Return the environment of a passeur process in this home, in French."""
+    return env | {"PASSEUR_HOME": str(home), "LANG": "fr_FR.UTF-8", "LANGUAGE": "",
+                  "LC_ALL": "", "LC_MESSAGES": "", "PYTHONPATH": str(ROOT)}
+
+
+def launcher_argv(home: Path, drop: Path) -> list[str]:
+    """Return the command line of the tests' launcher."""
+    return [sys.executable, "-m", "tests.xsession", "launch", str(home), str(drop)]
+
+
+def start_tray(session: XSession, home: Path, drop: Path | None,
                extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start the launcher on this desktop; wait until its icon is docked in the tray."""
-    drop.mkdir(parents=True, exist_ok=True)
-    env = session.env | {"PASSEUR_HOME": str(home), "LANG": "fr_FR.UTF-8", "LANGUAGE": "",
-                         "LC_ALL": "", "PYTHONPATH": str(ROOT)} | (extra_env or {})
-    process = subprocess.Popen([sys.executable, "-m", "tests.xsession", "launch", str(home),
-                                str(drop)], env=env, cwd=ROOT, text=True,
+    """Start the launcher (or, without a drop folder, the real `passeur run`) on this
+    desktop; wait until its icon is docked in the tray."""
+    argv = [sys.executable, "-m", "daemon.cli", "run"]
+    if drop is not None:
+        drop.mkdir(parents=True, exist_ok=True)
+        argv = launcher_argv(home, drop)
+    env = tray_env(session.env, home) | (extra_env or {})
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     docked = wait_for(lambda: tray_icon(session) is not None or process.poll() is not None,
                       20)

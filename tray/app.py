@@ -57,6 +57,7 @@ from tray.state import (
     ProblemsSeen,
     QueueSnapshot,
     Resumed,
+    Status,
     TrayState,
     clock,
     reduce,
@@ -138,6 +139,7 @@ class TrayFrontEnd:
         self._pause_timer: threading.Timer | None = None
         self._reminder: threading.Timer | None = None
         self._prompted: set[int] = set()
+        self._announced: set[str] = set()
         self._last_prompt = -math.inf
         self._unseen: Action | None = None
         self._ready = threading.Event()
@@ -149,7 +151,7 @@ class TrayFrontEnd:
 
     def start_notifier(self) -> None:
         """Find how to show notifications, before the first event can need it."""
-        self.notifier = choose_notifier("passeur", self._icon_file())
+        self.notifier = choose_notifier("passeur", self._icon_file)
         log.info("notifications: %s", self.notifier.name)
 
     def start_service(self) -> None:
@@ -206,11 +208,14 @@ class TrayFrontEnd:
         if self.service.stopping.is_set():  # a stop that came while the icon was starting
             self._stop_icon()
 
-    def _icon_file(self) -> Path | None:
-        path = self.ctx.paths.data / "passeur.png"
+    def _icon_file(self, status: Status | None) -> Path | None:
+        """Return a picture file of the icon (for notifications), written on first use."""
+        status = status or Status.UP_TO_DATE
+        path = self.ctx.paths.data / "icons" / f"{status.value}.png"
         try:
             if not path.exists():
-                draw_icon(TrayState().status, 0, 64).save(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                draw_icon(status, 0, 64).save(path)
         except OSError:
             return None
         return path
@@ -248,8 +253,16 @@ class TrayFrontEnd:
         if isinstance(event, QUEUE_EVENTS):
             self.refresh_queue()
         notice = self.policy.decide(event, paused=self.state.paused)
-        if notice is not None:
+        if notice is not None and not self._said_by_restart_notice(event):
             self.notify(notice)
+
+    def _said_by_restart_notice(self, event: ev.Event) -> bool:
+        """Tell whether a batch only brought updates the restart notice already announced."""
+        if not isinstance(event, ev.BatchFinished) or event.rejected:
+            return False
+        with self._lock:
+            announced, self._announced = self._announced, set()
+        return bool(event.queued) and set(event.queued) <= announced
 
     def feed(self, event: ev.Event) -> None:
         """Change the state and show it."""
@@ -517,6 +530,8 @@ class TrayFrontEnd:
             return
         notice = self.policy.restart_notice(self.app_name, len(held))
         if notice is not None:
+            with self._lock:
+                self._announced |= {i.name for i in map(self.ctx.queue.get, new) if i}
             self.notify(notice)
         if due:
             self.perform(Action.RESTART_APP)
@@ -542,13 +557,16 @@ class TrayFrontEnd:
     def _restart_now(self) -> None:
         report = self.restarter.restart()
         if report.outcome is RestartOutcome.STILL_RUNNING:
+            seconds = self.restart_settings.close_timeout_seconds
             answer = self._ask("confirm", {
                 "title": _("{app} does not close").format(app=self.app_name),
-                "message": _("{app} did not close within {n} seconds: it may be waiting for "
-                             "you (a question, unsaved work). Force it to close? Work not "
-                             "saved in {app} would be lost.").format(
-                                 app=self.app_name,
-                                 n=self.restart_settings.close_timeout_seconds),
+                "message": ngettext(
+                    "{app} did not close within {n} second: it may be waiting for you (a "
+                    "question, unsaved work). Force it to close? Work not saved in {app} "
+                    "would be lost.",
+                    "{app} did not close within {n} seconds: it may be waiting for you (a "
+                    "question, unsaved work). Force it to close? Work not saved in {app} "
+                    "would be lost.", seconds).format(app=self.app_name, n=seconds),
                 "yes": _("Force it to close"),
                 "no": _("Leave it open"),
             })

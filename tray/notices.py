@@ -18,6 +18,7 @@ from daemon.errors import Rejected
 from daemon.i18n import _, ngettext
 from daemon.naming import parse_name
 from tray.menu import Action
+from tray.state import Status
 
 
 def etalon_message() -> str:
@@ -43,6 +44,7 @@ class Notice:
     message: str
     target: Action | None = None
     buttons: tuple[Button, ...] = ()
+    status: Status | None = None  # whose icon the notification shows
 
 
 class NoticePolicy:
@@ -77,7 +79,7 @@ class NoticePolicy:
                 self._offline.add(source)
                 return Notice("offline", "passeur", _(
                     "The accountant's site cannot be reached; passeur will try again by "
-                    "itself."), Action.JOURNAL)
+                    "itself."), Action.JOURNAL, status=Status.OFFLINE)
             case ev.BackOnline(source=source):
                 self._offline.discard(source)
                 self._failures = {f for f in self._failures if f[0] != source}
@@ -85,12 +87,12 @@ class NoticePolicy:
                 if (source, code) not in self._failures:
                     self._failures.add((source, code))
                     return Notice("problem", _("passeur needs your attention"), message,
-                                  Action.JOURNAL)
+                                  Action.JOURNAL, status=Status.ERROR)
             case ev.SendFinished(dossier=dossier, ok=ok, message=message):
                 text = (_("Dossier {number} was sent to the accountant") if ok
                         else _("Dossier {number} could not be sent: {reason}"))
                 return Notice("sent", "passeur", text.format(number=dossier, reason=message),
-                              Action.JOURNAL)
+                              Action.JOURNAL, status=Status.UP_TO_DATE if ok else Status.ERROR)
         return None
 
     def _batch(self, event: ev.BatchFinished) -> Notice | None:
@@ -107,7 +109,8 @@ class NoticePolicy:
             return None
         kind = "received" if event.queued and self.wants("received") else "rejected"
         target = Action.OPEN_QUEUE if kind == "received" else Action.JOURNAL
-        return Notice(kind, "passeur", "\n".join(lines), target)
+        status = Status.WAITING if kind == "received" else Status.ERROR
+        return Notice(kind, "passeur", "\n".join(lines), target, status=status)
 
     def _received_words(self, names: tuple[str, ...]) -> str:
         dossiers = Counter(self._dossier(name) for name in names)
@@ -137,8 +140,8 @@ class NoticePolicy:
             "{n} update waits for {app} to be restarted.",
             "{n} updates wait for {app} to be restarted.", count).format(n=count, app=app_name)
         return Notice("restart_required", _("Restart {app}").format(app=app_name), message,
-                      Action.RESTART_APP,
-                      (Button(_("Restart now"), Action.RESTART_APP),))
+                      Action.RESTART_APP, (Button(_("Restart now"), Action.RESTART_APP),),
+                      Status.RESTART_REQUIRED)
 
     def outcome_notice(self, message: str) -> Notice:
         """Return the notice saying how something the user asked for went (always shown)."""

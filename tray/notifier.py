@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 from tray.menu import Action
 from tray.notices import Notice
+from tray.state import Status
 
 log = logging.getLogger(__name__)
 
 OnAction = Callable[[Action], None]
+IconFor = Callable[[Status | None], Path | None]  # the picture file for a notification
 # How long to wait for the notification server to answer before falling back.
 CONNECT_TIMEOUT_S = 5.0
 
@@ -47,10 +49,12 @@ class DesktopNotifier:
     name = "desktop-notifier"
     reports_clicks = True
 
-    def __init__(self, app_name: str, icon: Path | None) -> None:
+    def __init__(self, app_name: str, icon_for: IconFor) -> None:
         from desktop_notifier import DesktopNotifier as Backend
         from desktop_notifier import Icon
 
+        self.icon_for = icon_for
+        icon = icon_for(None)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="notifier",
                                         daemon=True)
@@ -69,7 +73,7 @@ class DesktopNotifier:
 
     def show(self, notice: Notice, on_action: OnAction) -> None:
         """Send the notice; clicks come back on the notifier thread."""
-        from desktop_notifier import Button
+        from desktop_notifier import Button, Icon
 
         def clicked(action: Action | None) -> Callable[[], None]:
             def call() -> None:
@@ -78,8 +82,10 @@ class DesktopNotifier:
             return call
 
         buttons = [Button(title=b.label, on_pressed=clicked(b.action)) for b in notice.buttons]
+        picture = self.icon_for(notice.status)
         future = self._run(self._backend.send(
             title=notice.title, message=notice.message, buttons=buttons,
+            icon=Icon(path=picture) if picture is not None else None,
             on_clicked=clicked(notice.target)))
         future.add_done_callback(_log_failure)
 
@@ -101,20 +107,20 @@ class PlyerNotifier:
     name = "plyer"
     reports_clicks = False
 
-    def __init__(self, app_name: str, icon: Path | None) -> None:
+    def __init__(self, app_name: str, icon_for: IconFor) -> None:
         from plyer import notification
 
         self._notification = notification
         self.app_name = app_name
-        self.icon = icon
+        self.icon_for = icon_for
 
     def show(self, notice: Notice, on_action: OnAction) -> None:
         """Show the notice (clicks are not reported)."""
+        picture = self.icon_for(notice.status)
         try:
             self._notification.notify(title=notice.title, message=notice.message,
                                       app_name=self.app_name,
-                                      app_icon=str(self.icon) if self.icon else "",
-                                      timeout=10)
+                                      app_icon=str(picture) if picture else "", timeout=10)
         except Exception as exc:  # plyer raises whatever its platform backend raises
             log.warning("notification not shown (%s): %s — %s", exc, notice.title,
                         notice.message)
@@ -137,10 +143,10 @@ class LogNotifier:
         """Nothing to release."""
 
 
-def choose_notifier(app_name: str, icon: Path | None = None) -> Notifier:
+def choose_notifier(app_name: str, icon_for: IconFor) -> Notifier:
     """Return the best notifier this session offers, saying which one in the log."""
     try:
-        desktop = DesktopNotifier(app_name, icon)
+        desktop = DesktopNotifier(app_name, icon_for)
     except ImportError as exc:
         log.info("desktop-notifier is not installed (%s): notification clicks will not be "
                  "reported", exc)
@@ -153,7 +159,7 @@ def choose_notifier(app_name: str, icon: Path | None = None) -> Notifier:
         else:
             return desktop
     try:
-        return PlyerNotifier(app_name, icon)
+        return PlyerNotifier(app_name, icon_for)
     except ImportError as exc:
         log.info("plyer is not installed (%s): notifications go to the log", exc)
     return LogNotifier()
