@@ -237,8 +237,9 @@ def test_passeur_run_on_an_unconfigured_home_shows_how_to_configure(
         TrayLook(x11, shots).wait_for(Status.TO_CONFIGURE, "20-to-configure")
         assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
         bodies = [n["body"] for n in x11.notifications_since(seen)]
-        assert bodies == ["passeur n'est pas encore configuré : ouvrez Paramètres pour "
-                          "ajouter votre dossier et la clé de votre comptable."]
+        # (The sources may have their own say about a fresh machine, e.g. a missing folder.)
+        assert bodies.count("passeur n'est pas encore configuré : ouvrez Paramètres pour "
+                            "ajouter votre dossier et la clé de votre comptable.") == 1, bodies
     finally:
         code, err = stop_tray(tray)
         print(err)  # shown when the test fails
