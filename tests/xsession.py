@@ -85,6 +85,7 @@ class XSession:
     """One virtual desktop with a system tray and a notification server."""
 
     folder: Path
+    dunst_rules: str = ""  # more dunstrc sections (the benchmark stamps notifications)
     display: str = ""
     bus_address: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -128,7 +129,7 @@ class XSession:
 
     def _start_dunst(self) -> None:
         rc = self.folder / "dunstrc"
-        rc.write_text(DUNSTRC, "utf-8")
+        rc.write_text(DUNSTRC + self.dunst_rules, "utf-8")
         address = self.folder / "bus-address"
         # dbus-run-session gives dunst a session bus of its own and ends it with dunst.
         self._spawn(["dbus-run-session", "--", "sh", "-c",
@@ -277,11 +278,11 @@ class XSession:
 
 
 @contextlib.contextmanager
-def desktop() -> Iterator[XSession]:
+def desktop(dunst_rules: str = "") -> Iterator[XSession]:
     """Yield a running desktop, stopped afterwards."""
     require_tools()
     folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
-    session = XSession(folder)
+    session = XSession(folder, dunst_rules)
     try:
         session.start()
         yield session
