@@ -32,11 +32,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_TOOLS = {
     "Xvfb": "xvfb", "trayer": "trayer", "xdotool": "xdotool", "import": "imagemagick",
-    "dunst": "dunst", "dunstctl": "dunst", "dbus-run-session": "dbus",
+    "dunst": "dunst", "dunstctl": "dunst", "dbus-run-session": "dbus-daemon",
     "xwininfo": "x11-utils",
 }
-# The Debian packages the desktop tests need (tests/run.sh installs them).
-DEBIAN_PACKAGES = sorted(set(REQUIRED_TOOLS.values()) | {"dbus-x11", "fonts-dejavu-core"})
+# The Debian packages the desktop tests need: the tools above, the fonts of the windows
+# and of the icon's badge, and Tk for the windows.
+DEBIAN_PACKAGES = sorted(set(REQUIRED_TOOLS.values()) | {"fonts-dejavu-core", "libtk8.6"})
 TRAY_HEIGHT = 26  # trayer gives icons height - 2: 24-pixel square icons
 DUNSTRC = """\
 [global]
@@ -64,6 +65,10 @@ DUNSTRC = """\
 def require_tools() -> None:
     """Fail loudly (never skip) when a tool of the desktop is missing."""
     missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if not shutil.which(tool)})
+    try:
+        import tkinter  # noqa: F401 - the windows need it
+    except ImportError:
+        missing.append("libtk8.6 (python3-tk for Debian's own Python)")
     if missing:
         pytest.fail("missing Debian packages for the desktop tests: apt-get install -y "
                     + " ".join(missing))
