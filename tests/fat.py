@@ -63,16 +63,31 @@ class FatImage:
         """Mount the image (read-write when asked) and wait until the mount is there."""
         assert self.process is None, "already mounted"
         mount_point.mkdir(parents=True, exist_ok=True)
+        # fusefat now and then gives up at start on a busy machine (exit 255, before it has
+        # mounted anything): that is the test bench's hiccup, not a key the product meets,
+        # so it is tried again a few times and reported with fusefat's own words.
+        errors = []
+        for _attempt in range(3):
+            process = self._start_fusefat(mount_point, writable)
+            wait_until(lambda: os.path.ismount(mount_point) or process.poll() is not None,
+                       what=f"fusefat to mount {mount_point}")
+            if process.poll() is None:
+                self.process, self.mount_point = process, mount_point
+                return mount_point
+            errors.append(f"exit {process.returncode}: {self._log.read_text()!r}")
+            time.sleep(0.2)
+        raise AssertionError(f"fusefat could not mount {self.path}: {errors}")
+
+    def _start_fusefat(self, mount_point: Path, writable: bool) -> subprocess.Popen[bytes]:
         # -f: fusefat stays our child, so unmounting can wait until the image is written.
-        self.process = subprocess.Popen(
-            ["fusefat", "-f", "-o", "rw+" if writable else "ro", str(self.path),
-             str(mount_point)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.mount_point = mount_point
-        process = self.process
-        wait_until(lambda: os.path.ismount(mount_point) or process.poll() is not None,
-                   what=f"fusefat to mount {mount_point}")
-        assert process.poll() is None, f"fusefat exited with {process.returncode}"
-        return mount_point
+        with open(self._log, "wb") as log:
+            return subprocess.Popen(
+                ["fusefat", "-f", "-o", "rw+" if writable else "ro", str(self.path),
+                 str(mount_point)], stdout=subprocess.DEVNULL, stderr=log)
+
+    @property
+    def _log(self) -> Path:
+        return self.path.with_name(self.path.name + ".fusefat.log")
 
     def unmount(self, lazy: bool = False) -> None:
         """Unmount; a lazy unmount (a pulled key) lets open handles finish on their own."""
