@@ -69,7 +69,7 @@ class FatImage:
         errors = []
         for _attempt in range(3):
             process = self._start_fusefat(mount_point, writable)
-            wait_until(lambda: os.path.ismount(mount_point) or process.poll() is not None,
+            wait_until(lambda p=process: os.path.ismount(mount_point) or p.poll() is not None,
                        what=f"fusefat to mount {mount_point}")
             if process.poll() is None:
                 self.process, self.mount_point = process, mount_point
