@@ -7,6 +7,7 @@ read the notifications back from dunst. Screenshots go to $PASSEUR_SHOTS when se
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -43,6 +44,8 @@ QUEUE_TITLE = "Liste des fichiers d'écritures à intégrer"
 
 @pytest.fixture(scope="module")
 def x11() -> Iterator[XSession]:
+    if importlib.util.find_spec("desktop_notifier") is None:
+        pytest.fail("desktop-notifier is missing (a dependency of passeur: notification clicks)")
     with desktop() as session:
         yield session
 
@@ -194,32 +197,51 @@ def test_updates_arrive_icon_notification_and_the_queue_dialog(
         print(err)  # shown when the test fails
     assert code == 0, err
     assert "passeur s'arrête" in err
+    assert "notifications: desktop-notifier" in err
 
 
 def test_a_click_on_the_icon_opens_the_choices_and_they_work(
     x11: XSession, home: Home, tmp_path: Path, shots: Path
 ) -> None:
+    look = TrayLook(x11, shots)
     tray = start_tray(x11, home.root, tmp_path / "drop")
-    try:
-        drop(home, tmp_path / "drop", home.update())
-        TrayLook(x11, shots).wait_for(Status.WAITING, "10-one-waiting")
-        x11.close_notifications()
+    ctx = Context(home.root)
+
+    def choose(*keys: str) -> None:
         window = tray_icon(x11)
         assert window is not None
         x, y, width, height = x11.geometry(window)
         x11.click(x + width // 2, y + height // 2)
-        choices = x11.wait_window("passeur")
+        x11.keys(x11.wait_window("passeur"), *keys)
+
+    try:
+        drop(home, tmp_path / "drop", home.update())
+        look.wait_for(Status.WAITING, "10-one-waiting")
+        x11.close_notifications()
+        # The most useful choice has the focus: Return opens the list. Annuler: nothing.
+        choose()
         x11.screenshot(shots / "11-choices.png")
-        # The most useful choice has the focus: Return opens the list.
-        x11.keys(choices, "Return")
-        dialog = x11.wait_window(QUEUE_TITLE)
-        x11.keys(dialog, "Escape")
+        x11.keys(x11.wait_window("passeur"), "Return")
+        x11.keys(x11.wait_window(QUEUE_TITLE), "Escape")
         assert wait_for(lambda: x11.visible_window(QUEUE_TITLE) is None, 5)
-        assert Context(home.root).queue.count_pending() == 1, "Annuler changes nothing"
-        # Quitter, from the choices, stops passeur.
-        x11.click(x + width // 2, y + height // 2)
-        choices = x11.wait_window("passeur")
-        x11.keys(choices, "End", "Return")
+        assert ctx.queue.count_pending() == 1
+        # Recevoir maintenant (the first choice): the source looks at once.
+        later = home.update()
+        shutil.copy(later, tmp_path / "drop" / later.name)
+        choose("Home", "Return")
+        assert wait_for(lambda: ctx.queue.count_pending() == 2, 10)
+        # Pause – 1 heure, then Reprendre (which takes the place of the pause choices).
+        choose("Home", "Down", "Down", "Down", "Return")
+        look.wait_for(Status.PAUSED, "12-paused")
+        choose("Home", "Down", "Down", "Down", "Return")
+        look.wait_for(Status.WAITING, "13-resumed")
+        # Journal (third from the end).
+        choose("End", "Up", "Up", "Return")
+        journal = x11.wait_window("Journal")
+        x11.screenshot(shots / "14-journal.png")
+        x11.keys(journal, "Escape")
+        # Quitter (the last choice) stops passeur.
+        choose("End", "Return")
         assert tray.wait(15) == 0
     finally:
         code, err = stop_tray(tray)
@@ -238,7 +260,7 @@ def test_passeur_run_on_an_unconfigured_home_shows_how_to_configure(
         assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
         bodies = [n["body"] for n in x11.notifications_since(seen)]
         # (The sources may have their own say about a fresh machine, e.g. a missing folder.)
-        assert bodies.count("passeur n'est pas encore configuré : ouvrez Paramètres pour "
+        assert bodies.count("passeur n'est pas encore configuré : ouvrez les Paramètres pour "
                             "ajouter votre dossier et la clé de votre comptable.") == 1, bodies
     finally:
         code, err = stop_tray(tray)

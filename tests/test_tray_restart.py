@@ -175,7 +175,7 @@ def test_an_application_that_refuses_to_close_is_never_killed_without_consent(
         assert ctx.queue.get(etalon).state is State.WAITING  # type: ignore[union-attr]
         assert not (app.home.inbox / ctx.queue.get(etalon).name).exists()  # type: ignore[union-attr]
         assert describe_report(report, "Isacompta") == (
-            "Isacompta ne s'est pas fermé : les mises à jour attendent encore.")
+            "Isacompta ne s'est pas fermé : les mises à jour attendent toujours.")
         # The user confirmed: now, and only now, it is killed.
         forced = restarter.force_close(report.pids)
         process.wait(5)

@@ -175,7 +175,7 @@ class TrayFrontEnd:
         return thread is not None and thread.is_alive()
 
     def make_icon(self) -> TrayIcon:
-        """Create the icon and the notifier (raises when no tray can show the icon)."""
+        """Create the icon (raises when no tray can show it)."""
         pystray = load_pystray()
         if backend_name(pystray) == "xorg":
             wait_for_x11_tray()

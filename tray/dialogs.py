@@ -258,7 +258,7 @@ def queue(data: dict[str, Any]) -> Answer:
 def journal(data: dict[str, Any]) -> Answer:
     """Recent activity in words, problems first."""
     dialog = Dialog(_("Journal") + " — passeur")
-    text = tk.Text(dialog.frame, height=20, width=90, wrap="word")
+    text = tk.Text(dialog.frame, height=20, width=90, wrap="word", font="TkDefaultFont")
     scroll = ttk.Scrollbar(dialog.frame, command=text.yview)
     text.configure(yscrollcommand=scroll.set)
     text.tag_configure("problem", foreground="#c92a2a")
