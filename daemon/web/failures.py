@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from daemon.errors import N_
 from daemon.i18n import _, in_language
-
-
-def N_(message: str) -> str:
-    """Mark `message` for translation without translating it yet."""
-    return message
 
 
 class Failure(enum.StrEnum):
