@@ -66,6 +66,7 @@ class Sample:
     rss: int
     cpu: float
     switches: int
+    per_thread: dict[int, int]
 
 
 def sample(pid: int) -> Sample:
@@ -78,14 +79,21 @@ def sample(pid: int) -> Sample:
         for line in status:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) * 1024
-    switches = 0
+    per_thread = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(FileNotFoundError), open(
                 f"/proc/{pid}/task/{task}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("voluntary_ctxt_switches:"):
-                    switches += int(line.split()[1])
-    return Sample(time.monotonic(), rss, cpu, switches)
+                    per_thread[int(task)] = int(line.split()[1])
+    return Sample(time.monotonic(), rss, cpu, sum(per_thread.values()), per_thread)
+
+
+def busiest_threads(start: Sample, end: Sample) -> str:
+    """Say which threads woke up, for finding where wake-ups come from (py-spy dump)."""
+    deltas = sorted(((end.per_thread[t] - start.per_thread.get(t, 0), t)
+                     for t in end.per_thread), reverse=True)
+    return ", ".join(f"thread {tid}: {count}" for count, tid in deltas[:4] if count)
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,11 @@ def measure_idle(session: XSession, folder: Path, seconds: float) -> list[Idle]:
         starts = [sample(pid) for _, pid in pids]
         print(f"measuring idle for {seconds / 60:.1f} min…", flush=True)
         time.sleep(seconds)
-        results = [Idle.between(name, start, sample(pid))
-                   for (name, pid), start in zip(pids, starts, strict=True)]
+        ends = [sample(pid) for _, pid in pids]
+        results = [Idle.between(name, start, end)
+                   for (name, _pid), start, end in zip(pids, starts, ends, strict=True)]
+        print(f"passeur run (pid {passeur.pid}) wake-ups by thread: "
+              f"{busiest_threads(starts[0], ends[0]) or 'none'}")
     passeur.send_signal(signal.SIGTERM)
     passeur.wait(30)
     reader.close()

@@ -648,18 +648,9 @@ def _local_time(iso: str) -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone())
 
 
-def _manifest_data(queue: Queue, item: Item) -> Any:
-    """Return an item's manifest as stored (the queue keeps it apart from the item row;
-    older queues kept it on the item)."""
-    reader = getattr(queue, "manifest", None)
-    if callable(reader):
-        return reader(item.id)
-    return getattr(item, "manifest", None)
-
-
 def _queue_row(queue: Queue, item: Item) -> dict[str, Any]:
     try:
-        manifest = Manifest.from_dict(_manifest_data(queue, item))
+        manifest = Manifest.from_dict(queue.manifest(item.id))
     except Exception:  # an old or odd record is still listed, without its content
         return {"id": item.id, "name": item.name, "etalon": item.etalon,
                 "created": _local_time(item.generated_at or item.received_at),
