@@ -134,6 +134,7 @@ class TrayFrontEnd:
         self.icon: TrayIcon | None = None
         self._lock = threading.RLock()
         self._render_lock = threading.Lock()
+        self._restarting = threading.Lock()
         self._shown: tuple[Any, ...] | None = None
         self._busy: set[str] = set()
         self._pause_timer: threading.Timer | None = None
@@ -342,6 +343,7 @@ class TrayFrontEnd:
             Action.RECEIVE_NOW: self._receive_now,
             Action.OPEN_QUEUE: self._open_queue,
             Action.RESTART_APP: self._prompt_restart,
+            Action.RESTART_NOW: self._restart_from_notification,
             Action.SEND_DOSSIER: lambda: log.info("sending dossier %s is not available yet",
                                                   arg),
             Action.IMPORT_FILE: self._import_files,
@@ -551,10 +553,24 @@ class TrayFrontEnd:
         })
         if answer is not None and answer.get("choice") == "now":
             self._restart_now()
-        elif self.state.restart_ids:  # "Plus tard", or the window was closed
+        elif self.state.restart_ids and not self._restarting.locked():
+            # "Plus tard", or the window was closed (not by a restart under way).
             self._schedule_reminder()
 
+    def _restart_from_notification(self) -> None:
+        self.dialogs.close("restart")  # the question is answered
+        self._restart_now()
+
     def _restart_now(self) -> None:
+        # One restart at a time, whether asked from the prompt or from the notification.
+        if not self._restarting.acquire(blocking=False):
+            return
+        try:
+            self._restart_now_once()
+        finally:
+            self._restarting.release()
+
+    def _restart_now_once(self) -> None:
         report = self.restarter.restart()
         if report.outcome is RestartOutcome.STILL_RUNNING:
             seconds = self.restart_settings.close_timeout_seconds

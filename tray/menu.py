@@ -19,7 +19,8 @@ class Action(enum.StrEnum):
 
     RECEIVE_NOW = "receive-now"
     OPEN_QUEUE = "open-queue"
-    RESTART_APP = "restart-app"
+    RESTART_APP = "restart-app"  # the prompt: Relancer maintenant / Plus tard
+    RESTART_NOW = "restart-now"  # the notification's own button: no second question
     SEND_DOSSIER = "send-dossier"
     IMPORT_FILE = "import-file"
     PAUSE_HOUR = "pause-hour"

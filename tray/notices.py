@@ -140,7 +140,7 @@ class NoticePolicy:
             "{n} update waits for {app} to be restarted.",
             "{n} updates wait for {app} to be restarted.", count).format(n=count, app=app_name)
         return Notice("restart_required", _("Restart {app}").format(app=app_name), message,
-                      Action.RESTART_APP, (Button(_("Restart now"), Action.RESTART_APP),),
+                      Action.RESTART_APP, (Button(_("Restart now"), Action.RESTART_NOW),),
                       Status.RESTART_REQUIRED)
 
     def outcome_notice(self, message: str) -> Notice:
