@@ -7,7 +7,8 @@ Run from the repository root: `python -m bench.tray [--minutes N] [--quick]`.
    per second (wake-ups), beside two references measured over the same minutes:
    (a) a bare interpreter that imports exactly the modules `passeur run` imported (read
    from `python -X importtime`) and then sleeps; (b) Syncthing (Debian package) idle,
-   with a fresh home, listening on 127.0.0.1 only, discovery and relays off.
+   with a fresh home, listening on 127.0.0.1 only, discovery and relays off. Each
+   figure adds up the process and its children (Syncthing runs as two processes).
    Targets: RSS within 1.25x of (a), CPU under 0.1 %, wake-ups no more than Syncthing's.
 2. Latency: an update queued (the UpdateQueued event's time) to its notification shown
    (dunst runs a script that stamps the time when it shows it). Target: under 0.5 s.
@@ -67,6 +68,21 @@ class Sample:
     cpu: float
     switches: int
     per_thread: dict[int, int]
+
+
+def sample_tree(pid: int) -> Sample:
+    """Add up a process and its descendants (Syncthing runs as a monitor and a child)."""
+    import psutil
+
+    pids = [pid]
+    with contextlib.suppress(psutil.NoSuchProcess):
+        pids += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    parts = [sample(p) for p in pids]
+    per_thread: dict[int, int] = {}
+    for part in parts:
+        per_thread.update(part.per_thread)
+    return Sample(parts[0].at, sum(p.rss for p in parts), sum(p.cpu for p in parts),
+                  sum(p.switches for p in parts), per_thread)
 
 
 def sample(pid: int) -> Sample:
@@ -221,10 +237,10 @@ def measure_idle(session: XSession, folder: Path, seconds: float) -> list[Idle]:
                                                        bare.pid)]
         if reference is not None:
             pids.append(("Syncthing idle", reference.pid))
-        starts = [sample(pid) for _, pid in pids]
+        starts = [sample_tree(pid) for _, pid in pids]
         print(f"measuring idle for {seconds / 60:.1f} min…", flush=True)
         time.sleep(seconds)
-        ends = [sample(pid) for _, pid in pids]
+        ends = [sample_tree(pid) for _, pid in pids]
         results = [Idle.between(name, start, end)
                    for (name, _pid), start, end in zip(pids, starts, ends, strict=True)]
         print(f"passeur run (pid {passeur.pid}) wake-ups by thread: "
