@@ -160,15 +160,15 @@ def test_publish_adds_files_and_version_only_grows(home: Home, repo: Repository)
 
 def test_publish_refuses_what_farmers_would_refuse(home: Home, repo: Repository) -> None:
     repo.publish(home.update(5))
-    with pytest.raises(PublishError, match="lower than the latest"):
+    with pytest.raises(PublishError, match="inférieur au dernier publié"):
         repo.publish(home.update(4))
-    with pytest.raises(PublishError, match="already used"):
+    with pytest.raises(PublishError, match="déjà pris"):
         repo.publish(home.update(5, when=datetime(2021, 1, 1, tzinfo=UTC)))
-    with pytest.raises(PublishError, match="cannot be published"):
+    with pytest.raises(PublishError, match="ne peut pas être publié"):
         repo.publish(home.update(6, key=SigningKey.generate()))
     from daemon.naming import Kind
 
-    with pytest.raises(PublishError, match="only updates"):
+    with pytest.raises(PublishError, match="seules les mises à jour"):
         repo.publish(home.update(7, kind=Kind.DOSSIER))
     assert [e.sequence for e in read_index(repo, home.key).files] == [5]
 
