@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,11 +29,26 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
     return condition()
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_service_left_behind() -> Iterator[None]:
+    """A failed assertion must not leave a service running for the rest of the suite."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=15)
+
+
 def start_service(home: Home) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "run", "--headless"], env=home.env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
+    _STARTED.append(process)
     log = home.root / "logs" / "passeur.log"
     before = log.read_text().count("passeur démarré") if log.exists() else 0
     assert wait_for(lambda: log.exists() and log.read_text().count("passeur démarré") > before), (
@@ -72,6 +87,7 @@ def test_an_unconfigured_home_says_how_to_configure(tmp_path: Path) -> None:
         [sys.executable, "-m", "daemon.cli", "run"], env=home.env | {"DISPLAY": ""},
         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
+    _STARTED.append(process)
     time.sleep(1.5)
     code, err = stop(process)
     assert code == 0
@@ -157,6 +173,7 @@ def test_the_service_receives_what_the_accountant_publishes(home: Home, tmp_path
         service = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--headless"],
                                    env=env, text=True, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
+        _STARTED.append(service)
         queued = wait_for(lambda: update.name in home.passeur("queue").stdout, 30)
         code, err = stop(service)
         assert queued, err
