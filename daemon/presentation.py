@@ -102,6 +102,11 @@ def describe_activity(action: str, detail: dict[str, Any]) -> str:
         return _("{file} deleted").format(file=name)
     if action == "restart_required":
         return _("An update waits for the application to be restarted")
+    if action == "restarted":
+        count = int(detail.get("delivered", 0))
+        return ngettext("{app} restarted, {n} update handed over",
+                        "{app} restarted, {n} updates handed over", count).format(
+                            app=detail.get("app", ""), n=count)
     return action
 
 

@@ -679,11 +679,4 @@ def _queue_row(queue: Queue, item: Item) -> dict[str, Any]:
 
 
 def _journal_line(entry: HistoryEntry) -> str:
-    if entry.action == "restarted":
-        count = int(entry.detail.get("delivered", 0))
-        text = ngettext("{app} restarted, {n} update handed over",
-                        "{app} restarted, {n} updates handed over", count).format(
-                            app=entry.detail.get("app", ""), n=count)
-    else:
-        text = describe_activity(entry.action, entry.detail)
-    return f"{_local_time(entry.at)}  {text}"
+    return f"{_local_time(entry.at)}  {describe_activity(entry.action, entry.detail)}"
