@@ -22,6 +22,7 @@ from daemon.context import Context
 from daemon.naming import Kind
 from daemon.queue import Item, State
 from daemon.removable import RemovableSource, describe_batch
+from daemon.removable.volumes import Volume
 from tests.fat import FatImage, FatImages, wait_until
 from tests.helpers import BASE_DATE, Home
 
@@ -193,7 +194,7 @@ def test_autorun_and_programs_on_a_key_are_left_alone(
 
 def test_a_key_pulled_out_mid_copy_leaves_nothing_and_is_taken_when_back(
         home: Home, harness: Harness, keys: FatImages, media: Path, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     caplog.set_level(logging.INFO)
     big = home.update(1, store=True, contents={
         "associated_documents/releve.pdf": os.urandom(40 << 20), "ecritures.xml": b"<e/>"})
@@ -202,17 +203,28 @@ def test_a_key_pulled_out_mid_copy_leaves_nothing_and_is_taken_when_back(
     pulled = threading.Event()
     outcome: list[object] = []
 
-    def pull_out(event: ev.Event) -> None:
-        # The first progress report comes after the first megabyte of forty: pull it out.
-        if isinstance(event, ev.DownloadProgress) and not pulled.is_set():
-            try:
-                result = subprocess.run(["fusermount", "-u", "-z", str(media / "CLE")],
-                                        capture_output=True, text=True, timeout=10)
-                outcome.extend([result.returncode == 0, result.stderr])
-            finally:
-                pulled.set()
+    def pull_out() -> None:
+        try:
+            result = subprocess.run(["fusermount", "-u", "-z", str(media / "CLE")],
+                                    capture_output=True, text=True, timeout=10)
+            outcome.extend([result.returncode == 0, result.stderr])
+        finally:
+            pulled.set()
 
-    harness.handlers.append(pull_out)
+    # The copy asks whether the key is still there between chunks: the key is pulled out
+    # right at the second question, in the copying thread itself, so that the pull always
+    # lands mid-copy however fast the machine copies (an event handler could come late).
+    real_is_present = Volume.is_present
+    questions = 0
+
+    def is_present(volume: Volume) -> bool:
+        nonlocal questions
+        questions += 1
+        if questions == 2 and not pulled.is_set():
+            pull_out()
+        return real_is_present(volume)
+
+    monkeypatch.setattr(Volume, "is_present", is_present)
     harness.source.start()
     key.mount(media / "CLE")
     wait_until(pulled.is_set, what="the copy to start")
