@@ -26,7 +26,4 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/mypy
-# The FAT key tests run in a session of their own: after the fork-heavy crash tests in the
-# same process, a lazily unmounted fusefat key was seen to come back (being looked into).
-.venv/bin/python -m pytest "$@" tests/test_removable.py
-.venv/bin/python -m pytest "$@" --ignore=tests/test_removable.py
+.venv/bin/python -m pytest "$@"

@@ -231,21 +231,26 @@ def test_a_key_pulled_out_mid_copy_leaves_nothing_and_is_taken_when_back(
     assert outcome[0], outcome  # the unmount worked
     key.wait_gone()  # fusefat ends once the source has closed its handle
     # The copy stopped at the next chunk, not at the end of the file.
-    assert any("interrupted" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    interrupted = next(i for i, m in enumerate(messages) if "interrupted" in m)
 
     progress = harness.of(ev.DownloadProgress)
     assert progress
     assert progress[0].received < big.stat().st_size
-    assert all_items(harness.ctx) == []
     staging = harness.ctx.paths.staging
     assert list(staging.iterdir()) == []
-    assert [p for p in harness.ctx.paths.spool.rglob("*") if p.is_file()] == []
-    assert harness.of(ev.BatchFinished) == []
     assert harness.of(ev.UpdateRejected) == []
-
-    key.mount(media / "CLE")  # put back in
-    batch = harness.wait_for(ev.BatchFinished)[0]
-    assert batch.queued == (big.name,)
+    # On some runs the kernel shows the lazily unmounted key once more before it goes (the
+    # source logs it as mounted again): taking it then is right. Otherwise nothing of the
+    # interrupted copy may be in the queue or the spool.
+    if not any("mounted at" in m for m in messages[interrupted:]):
+        assert all_items(harness.ctx) == []
+        assert [p for p in harness.ctx.paths.spool.rglob("*") if p.is_file()] == []
+        assert harness.of(ev.BatchFinished) == []
+        key.mount(media / "CLE")  # put back in
+        batch = harness.wait_for(ev.BatchFinished)[0]
+        assert batch.queued == (big.name,)
+    # Either way: taken exactly once, complete, nothing left in staging.
     assert [i.name for i in all_items(harness.ctx)] == [big.name]
     assert list(staging.iterdir()) == []
 
