@@ -106,6 +106,24 @@ def _abandoned(path: Path, seconds: float) -> bool:
     return is_orphan_temp(path) or _older_than(path, seconds)
 
 
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting for a process that is doing the same.
+
+    The switch takes an exclusive lock without going through the busy timeout, so two
+    processes opening a new queue at the same moment would otherwise see "database is
+    locked".
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def now_utc() -> str:
     """Return the current time as stored in the database."""
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -196,7 +214,7 @@ class Queue:
         self._db = sqlite3.connect(
             database, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(self._db)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._write() as db:
