@@ -91,7 +91,9 @@ def test_tmpfs_volumes_coming_and_going_leak_nothing(home: Home, media: Path,
             harness.wait_for(ev.BatchFinished, cycle + 1)
             umount(target)
         wait_until(lambda: blocked_in_poll_forever(thread), what="the detector to be idle")
-        assert open_descriptors() == descriptors
+        # No more than at the start: a leak adds some. (Fewer is fine: the garbage collector
+        # may close what earlier tests of the session left behind meanwhile.)
+        assert open_descriptors() <= descriptors
         assert set(threading.enumerate()) == threads
         batches = harness.of(ev.BatchFinished)
         assert [b.queued for b in batches] == [(name,)] + [()] * (CYCLES - 1)
