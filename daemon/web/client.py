@@ -3,6 +3,7 @@ downloads capped at the indexed size and hashed as they arrive."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -368,7 +369,10 @@ class WebClient:
                     try:
                         out.write(chunk)
                     except OSError as exc:
-                        out.close()
+                        # On a full disk close() fails again flushing its buffer; the part
+                        # must still go, and the first error is the one to explain.
+                        with contextlib.suppress(OSError):
+                            out.close()
                         discard_part(part)
                         raise _disk_error(exc, dossier, part) from None
                     digest.update(chunk)
