@@ -16,7 +16,7 @@ from daemon.errors import ConfigError, Rejected
 from daemon.i18n import _
 
 if TYPE_CHECKING:
-    from daemon.queue import Item
+    from daemon.queue import Line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 # The accountant's tools and the demo do not read the farmer's configuration.
@@ -261,7 +261,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(r.outcome is Outcome.REJECTED for r in results) else EXIT_OK
 
 
-def _state_words(item: Item) -> str:
+def _state_words(item: Line) -> str:
     from daemon.queue import State
 
     if item.state is State.WAITING and item.restart_required:
@@ -284,17 +284,16 @@ def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
     from daemon.queue import State
 
     states = list(State) if args.all else [State.WAITING]
-    items = ctx.queue.items(states)
     if args.json:
-        emit_json([item.to_json() for item in items])
+        emit_json([item.to_json() for item in ctx.queue.items(states)])
         return EXIT_OK
-    if not items:
+    lines = ctx.queue.listing(states)
+    if not lines:
         out(_("No update waiting to be integrated"))
         return EXIT_OK
     out(_("List of entry files to integrate"))
-    for item in items:
-        created = _local_time(item.generated_at or item.received_at)
-        out(f"{item.id:>5}  {item.name:<28} {created}  {_state_words(item)}")
+    for line in lines:
+        out(f"{line.id:>5}  {line.name:<28} {_local_time(line.created)}  {_state_words(line)}")
     return EXIT_OK
 
 

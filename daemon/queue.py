@@ -193,6 +193,26 @@ class Item(NamedTuple):
         }
 
 
+# The columns of `items` in the order of Line's fields.
+LINE_COLUMNS = ("id, state, name, COALESCE(generated_at, received_at), etalon,"
+                " restart_required")
+
+
+class Line(NamedTuple):
+    """One line of a list shown to the user: what the list needs and no more.
+
+    Listing ten thousand full items costs twice as much, the time being spent making Python
+    objects of columns such a list never shows.
+    """
+
+    id: int
+    state: State
+    name: str
+    created: str  # when the file was made, or received when that is unknown
+    etalon: bool
+    restart_required: bool
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One line of the activity log."""
@@ -384,17 +404,24 @@ class Queue:
 
     def items(self, states: Sequence[State] = (State.WAITING,)) -> list[Item]:
         """Return the items in these states, oldest generation first, then by sequence."""
+        return [Item.from_row(row) for row in self._select(ITEM_COLUMNS, states)]
+
+    def listing(self, states: Sequence[State] = (State.WAITING,)) -> list[Line]:
+        """Return the lines of the list of these states, in the order of `items()`."""
+        return [Line(row[0], _STATES[row[1]], row[2], row[3], row[4] == 1, row[5] == 1)
+                for row in self._select(LINE_COLUMNS, states)]
+
+    def _select(self, columns: str, states: Sequence[State]) -> list[Any]:
         marks = ",".join("?" * len(states))
+        # One state: the order is the index's, no sort. Several: refused items (no
+        # generation date) come last.
+        order = ("generated_at, sequence, id" if len(states) == 1
+                 else "generated_at IS NULL, generated_at, sequence, id")
         with self._lock:
-            # One state: the order is the index's, no sort. Several: refused items (no
-            # generation date) come last.
-            order = ("generated_at, sequence, id" if len(states) == 1
-                     else "generated_at IS NULL, generated_at, sequence, id")
-            rows = self._db.execute(
-                f"SELECT {ITEM_COLUMNS} FROM items WHERE state IN ({marks})"  # noqa: S608
+            return self._db.execute(
+                f"SELECT {columns} FROM items WHERE state IN ({marks})"  # noqa: S608
                 f" ORDER BY {order}", tuple(states),
             ).fetchall()
-        return [Item.from_row(row) for row in rows]
 
     def pending(self) -> list[Item]:
         """Return the updates waiting to be integrated, in integration order."""

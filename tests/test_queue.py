@@ -184,6 +184,20 @@ def test_listing_with_other_states_keeps_the_order_and_puts_refusals_last(home: 
     assert [i.id for i in queue.pending()] == [ids[0], ids[2]]
 
 
+def test_the_short_listing_says_what_the_items_say(home: Home) -> None:
+    for update in (home.update(), home.update(etalon=True)):
+        assert import_file(home, update).outcome is Outcome.QUEUED
+    late = home.update(1, contents={"ecritures.xml": b"<late/>"}, out=home.root / "late")
+    assert import_file(home, late).outcome is Outcome.REJECTED
+    queue = home.context().queue
+    for states in ([State.WAITING], list(State)):
+        items, lines = queue.items(states), queue.listing(states)
+        assert [(i.id, i.state, i.name, i.generated_at or i.received_at, i.etalon,
+                 i.restart_required) for i in items] == [tuple(line) for line in lines]
+    assert [line.etalon for line in queue.listing()] == [False, True]
+    assert queue.listing([State.REJECTED])[0].created  # no generation date: received
+
+
 # ---------------------------------------------------------------- exactly once
 
 
