@@ -53,6 +53,8 @@ def describe_event(event: ev.Event) -> str | None:
             return _("The accountant's site can be reached again")
         case ev.Delivered(name=name):
             return _("{file} handed to the application").format(file=name)
+        case ev.RestartRequired(app_name=app, item_ids=()):
+            return _("No update waits for {app} to be restarted any more").format(app=app)
         case ev.RestartRequired(app_name=app, item_ids=ids):
             return _("{n} update(s) wait for {app} to be restarted").format(n=len(ids), app=app)
         case ev.SendFinished(name=name, ok=ok, message=message):

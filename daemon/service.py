@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -11,8 +12,9 @@ from typing import Protocol
 
 from daemon import events as ev
 from daemon.context import Context
-from daemon.delivery import Result
+from daemon.delivery import InboxNotConfigured, Result
 from daemon.i18n import _
+from daemon.restart import mark_restart_required
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,10 @@ log = logging.getLogger(__name__)
 # the service sleeps until its daily maintenance.
 RESTART_WATCH_S = 2.0
 MAINTENANCE_S = 24 * 3600.0
+# After these events the service reads the queue again: an update may now wait for a
+# restart, or no longer (its own RestartRequired does not wake it, so it cannot loop).
+QUEUE_EVENTS: tuple[type[ev.Event], ...] = (ev.UpdateQueued, ev.BatchFinished, ev.Delivered,
+                                            ev.QueueChanged)
 
 
 class Source(Protocol):
@@ -40,13 +46,21 @@ class AlreadyRunning(Exception):
 
 
 class Service:
-    """Runs the sources and the restart watch until asked to stop."""
+    """Runs the sources and the restart watch until asked to stop.
+
+    The service decides which waiting updates need a restart of the application (an
+    étalon update while it runs) and publishes `RestartRequired` each time that set
+    changes, so that the log and every front end follow the same decision.
+    """
 
     def __init__(self, ctx: Context, sources: list[Source]) -> None:
         self.ctx = ctx
         self.sources = sources
         self.stopping = threading.Event()
         self.wake = threading.Event()
+        self.held: tuple[int, ...] = ()  # the ids last announced by RestartRequired
+        self._inbox_missing_said = False
+        self._held_lock = threading.Lock()  # the service's loop and a front end may both ask
 
     def run(self) -> None:
         """Run until `stop()` is called (from a signal handler or another thread)."""
@@ -65,16 +79,16 @@ class Service:
     def _serve(self) -> None:
         bus = self.ctx.bus
         self._maintenance()
+        bus.subscribe("service", lambda event: self.wake.set(), *QUEUE_EVENTS)
         for source in self.sources:
             source.start()
         bus.publish(ev.ServiceStarted())
         bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
         try:
             while not self.stopping.is_set():
+                self.follow_restart()
                 self.wake.wait(self._next_wait())
                 self.wake.clear()
-                if not self.stopping.is_set():
-                    self.hand_over_after_restart()
         finally:
             bus.publish(ev.ServiceStopping())
             for source in reversed(self.sources):
@@ -88,11 +102,36 @@ class Service:
         self.ctx.delivery.purge_trash()
 
     def _next_wait(self) -> float:
-        waiting = self.ctx.queue.pending()
-        return RESTART_WATCH_S if any(i.restart_required for i in waiting) else MAINTENANCE_S
+        return RESTART_WATCH_S if self.held else MAINTENANCE_S
 
-    def hand_over_after_restart(self) -> None:
-        """Hand over the updates held for a restart once the application is closed.
+    def follow_restart(self) -> None:
+        """Flag what waits for a restart, hand it over once the application is closed, and
+        announce every change of that set (at start, on arrivals, after deliveries)."""
+        try:
+            self.announce_held()
+            if self.held and self.hand_over_after_restart():
+                self.announce_held()
+        except (sqlite3.Error, OSError) as exc:
+            # A busy or failing disk: the next wake-up tries again.
+            log.warning("cannot read the queue: %s", exc)
+
+    def announce_held(self) -> tuple[int, ...]:
+        """Flag waiting étalon updates while the application runs; publish RestartRequired
+        when the set of held updates changed (empty: nothing waits for a restart any more);
+        return the held ids. A front end may call it to have the decision at once."""
+        with self._held_lock:
+            held = mark_restart_required(self.ctx.queue, self.ctx.delivery.watcher)
+            if held != self.held:
+                self.held = held
+                self.ctx.bus.publish(ev.RestartRequired(held, self.ctx.config.app.name))
+                # The loop watches for the application's closing only while something is
+                # held: let it know when a front end's call changed that.
+                self.wake.set()
+        return held
+
+    def hand_over_after_restart(self) -> bool:
+        """Hand over the updates held for a restart once the application is closed; tell
+        whether anything was handed over.
 
         The later updates of the same dossiers waited behind them: they go too, in order.
         """
@@ -100,11 +139,23 @@ class Service:
         dossiers = {item.dossier for item in pending if item.restart_required}
         held = [item.id for item in pending if item.dossier in dossiers]
         if not held or self.ctx.delivery.watcher.is_running():
-            return
-        for outcome in self.ctx.delivery.process(held):
+            return False
+        try:
+            outcomes = self.ctx.delivery.process(held)
+        except InboxNotConfigured:
+            # Said once: the restart watch would otherwise repeat it every few seconds.
+            if not self._inbox_missing_said:
+                self._inbox_missing_said = True
+                log.warning(_("The application's inbox folder is not configured ([app] inbox "
+                              "in {path})").format(path=self.ctx.config_path))
+            return False
+        delivered = False
+        for outcome in outcomes:
             if outcome.result is Result.DELIVERED:
+                delivered = True
                 self.ctx.bus.publish(ev.Delivered(outcome.item.id, outcome.item.name))
         self.ctx.bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
+        return delivered
 
     def stop(self) -> None:
         """Ask the service to stop; safe from signal handlers and other threads.

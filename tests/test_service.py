@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from daemon.keys import SigningKey
 from tests.helpers import Home, make_home
 
 DEMO_APP = Path(__file__).resolve().parent.parent / "daemon" / "demo_app.py"
+STANDIN_APP = Path(__file__).resolve().parent / "standin_app.py"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
@@ -118,7 +121,11 @@ def test_updates_held_for_a_restart_are_handed_over_when_the_app_closes(
         assert delivered, err
         assert (home.inbox / etalon.name).exists()
         assert code == 0, err
-        assert f"{etalon.name} remis à l'application" in err
+        # Announced at start (flagged by `queue process`), then no more once handed over.
+        said = err.index("1 mise(s) à jour attend(ent) la relance de Isacompta")
+        handed = err.index(f"{etalon.name} remis à l'application")
+        assert said < handed < err.index("Plus aucune mise à jour n'attend la relance de "
+                                         "Isacompta"), err
     finally:
         app.kill()
 
@@ -183,3 +190,71 @@ def test_the_service_receives_what_the_accountant_publishes(home: Home, tmp_path
         assert "secret" not in (home.root / "logs" / "passeur.log").read_text()
     finally:
         server.stop()
+
+
+def test_the_service_announces_an_etalon_held_while_the_app_runs_not_a_normal_update(
+    tmp_path: Path, signing_key: SigningKey
+) -> None:
+    from daemon.context import Context
+    from daemon.logs import describe_event
+    from daemon.service import build_service
+
+    # A stand-in application under a name of its own: no other test's process is taken
+    # for it.
+    script = tmp_path / f"app_{uuid.uuid4().hex[:10]}.py"
+    shutil.copy(STANDIN_APP, script)
+    home = make_home(tmp_path / "home", signing_key, app_names=(script.name,))
+    downloads = tmp_path / "Téléchargements"
+    downloads.mkdir()
+    config = home.root / "config.toml"
+    config.write_text(config.read_text("utf-8").replace(
+        "watch = []", f'watch = ["{downloads}"]'), "utf-8")
+    app = subprocess.Popen([sys.executable, str(script), str(home.inbox), str(tmp_path / "taken")],
+                           stdout=subprocess.PIPE, text=True)
+    assert app.stdout is not None
+    assert app.stdout.readline().strip() == "ready"
+    ctx = Context(home.root)
+    events: list[ev.Event] = []
+    ctx.bus.subscribe("test", events.append)
+    service = build_service(ctx)
+    thread = threading.Thread(target=service.run, name="service-under-test")
+    thread.start()
+
+    def seen(kind: type[ev.Event]) -> list[ev.Event]:
+        return [e for e in list(events) if isinstance(e, kind)]
+
+    try:
+        assert wait_for(lambda: bool(seen(ev.ServiceStarted)))
+        normal = home.update(1)
+        shutil.copy(normal, downloads / normal.name)
+        assert wait_for(lambda: any(normal.name in e.queued  # type: ignore[attr-defined]
+                                    for e in seen(ev.BatchFinished)))
+        etalon = home.update(2, etalon=True)
+        shutil.copy(etalon, downloads / etalon.name)
+        assert wait_for(lambda: bool(seen(ev.RestartRequired))), events
+        (normal_id, etalon_id) = (e.item_id for e in seen(ev.UpdateQueued))  # type: ignore[attr-defined]
+        (held,) = seen(ev.RestartRequired)
+        assert isinstance(held, ev.RestartRequired)
+        assert (held.item_ids, held.app_name) == ((etalon_id,), "Isacompta")
+        assert events.index(held) > events.index(seen(ev.UpdateQueued)[1]), (
+            "nothing was announced for the normal update")
+        assert describe_event(held) == "1 mise(s) à jour attend(ent) la relance de Isacompta"
+        assert not any((home.inbox / u.name).exists() for u in (normal, etalon))
+        # The user closes the application: both are handed over, in order, and the service
+        # says that nothing waits for a restart any more.
+        app.terminate()
+        app.wait(10)
+        assert wait_for(lambda: len(seen(ev.RestartRequired)) == 2), events
+        assert [e.item_ids for e in seen(ev.RestartRequired)] == [  # type: ignore[attr-defined]
+            (etalon_id,), ()]
+        assert [e.item_id for e in seen(ev.Delivered)] == [  # type: ignore[attr-defined]
+            normal_id, etalon_id]
+        assert (home.inbox / normal.name).exists()
+        assert (home.inbox / etalon.name).exists()
+    finally:
+        service.stop()
+        thread.join(15)
+        if app.poll() is None:
+            app.kill()
+            app.wait(10)
+    assert not thread.is_alive()

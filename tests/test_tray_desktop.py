@@ -308,6 +308,8 @@ def test_restart_now_closes_the_application_hands_over_and_starts_it_again(
         assert "Isacompta a été relancé ; 1 mise à jour remise à Isacompta." in bodies
         assert any(b.startswith("Le fichier d'échange contient des dossiers étalons : "
                                 "l'application va être arrêtée.") for b in bodies)
+        # The service held it: the restart notification says it, not a "received" one.
+        assert not any("reçue" in b for b in bodies), bodies
     finally:
         code, err = stop_tray(tray)
         print(err)  # shown when the test fails

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from daemon import events as ev
 from tray.menu import Action, Entry, build_menu, flatten, primary_action
 from tray.state import ConfigChecked, Paused, QueueSnapshot, TrayState, reduce
 
@@ -48,7 +49,9 @@ def test_waiting_updates_make_the_list_the_default() -> None:
 def test_restart_entry_only_when_needed() -> None:
     idle = build_menu(TrayState(), "Isacompta", DOSSIERS)
     assert all(e.action is not Action.RESTART_APP for e in idle)
-    needed = build_menu(reduce(TrayState(), QueueSnapshot(1, (5,))), "Isacompta", DOSSIERS)
+    held = ev.RestartRequired((5,), "Isacompta")
+    needed = build_menu(reduce(reduce(TrayState(), QueueSnapshot(1)), held), "Isacompta",
+                        DOSSIERS)
     restart = by_action(needed, Action.RESTART_APP)
     assert (restart.label, restart.default) == ("Relancer Isacompta…", True)
 

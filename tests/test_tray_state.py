@@ -32,6 +32,11 @@ def play(*events: ev.Event, start: TrayState | None = None) -> TrayState:
     return fold(reduce, events, start or TrayState())
 
 
+def held(*ids: int) -> ev.RestartRequired:
+    """The service's word: these updates wait for a restart (none: nothing waits)."""
+    return ev.RestartRequired(ids, "Isacompta")
+
+
 def test_a_fresh_state_is_up_to_date() -> None:
     assert TrayState().status is Status.UP_TO_DATE
     assert TrayState().badge == 0
@@ -39,7 +44,7 @@ def test_a_fresh_state_is_up_to_date() -> None:
 
 @pytest.mark.parametrize(("events", "expected"), [
     ((ConfigChecked(False),), Status.TO_CONFIGURE),
-    ((QueueSnapshot(1, (7,)),), Status.RESTART_REQUIRED),
+    ((QueueSnapshot(1), held(7)), Status.RESTART_REQUIRED),
     ((ev.SourceFailed("web", "auth", "Mot de passe refusé"),), Status.ERROR),
     ((Paused(None),), Status.PAUSED),
     ((SendStarted("8502182", "8502182-20201027171147.wvz"),), Status.SENDING),
@@ -61,7 +66,7 @@ def test_the_most_urgent_status_wins() -> None:
         (SendStarted("8502182", "x.wvz"), Status.SENDING),
         (Paused(None), Status.PAUSED),
         (ev.SourceFailed("usb", "disk-full", "Disque plein"), Status.ERROR),
-        (QueueSnapshot(2, (4,)), Status.RESTART_REQUIRED),
+        (held(4), Status.RESTART_REQUIRED),
         (ConfigChecked(False), Status.TO_CONFIGURE),
     ]
     state = TrayState()
@@ -83,18 +88,20 @@ def test_receiving_shows_progress_then_ends_with_the_file_or_the_poll() -> None:
 
 
 def test_the_queue_snapshot_sets_the_badge_and_restart_clears_when_handed_over() -> None:
-    state = play(QueueSnapshot(3, (9, 8)))
+    state = play(QueueSnapshot(3), held(9, 8))
     assert (state.status, state.badge, state.restart_ids) == (
         Status.RESTART_REQUIRED, 3, (8, 9))
-    after = reduce(state, QueueSnapshot(0, ()))
+    after = play(QueueSnapshot(0), held(), start=state)
     assert (after.status, after.badge) == (Status.UP_TO_DATE, 0)
 
 
-def test_restart_required_event_adds_items_until_a_snapshot_says_otherwise() -> None:
-    state = play(ev.RestartRequired((4,), "Isacompta"), ev.RestartRequired((5, 4), "Isacompta"))
+def test_restart_required_carries_the_whole_set_held_now() -> None:
+    state = play(held(4), held(5, 4))
     assert state.restart_ids == (4, 5)
-    assert reduce(state, ev.QueueChanged(1)).restart_ids == (4, 5)
-    assert reduce(state, QueueSnapshot(1, ())).status is Status.WAITING
+    assert reduce(state, ev.QueueChanged(1)).restart_ids == (4, 5), "a count says nothing"
+    assert reduce(state, QueueSnapshot(1)).restart_ids == (4, 5)
+    assert reduce(state, held(5)).restart_ids == (5,)
+    assert play(QueueSnapshot(1), held(), start=state).status is Status.WAITING
 
 
 def test_queue_changed_updates_the_count() -> None:
@@ -145,7 +152,7 @@ def test_tooltip_says_it_in_words() -> None:
     state = play(QueueSnapshot(2), ev.PollFinished("web", True, at=T0))
     assert tooltip(state, "Isacompta", TODAY) == (
         "2 mises à jour à intégrer — dernière vérification 14:05")
-    assert tooltip(play(QueueSnapshot(1, (3,))), "Isacompta", TODAY) == (
+    assert tooltip(play(QueueSnapshot(1), held(3)), "Isacompta", TODAY) == (
         "Isacompta doit être relancé pour intégrer 1 mise à jour")
     offline = play(QueueSnapshot(1), ev.Offline("web", "x"))
     assert tooltip(offline, "Isacompta", TODAY) == (

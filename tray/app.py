@@ -42,7 +42,6 @@ from daemon.restart import (
     RestartReport,
     RestartSettings,
     describe_report,
-    mark_restart_required,
     seconds_until_reminder,
 )
 from daemon.service import Service
@@ -71,9 +70,10 @@ PAUSE_HOUR_S = 3600.0
 # How long the icon waits for the service to be up (it is quick unless the disk is slow).
 SERVICE_START_WAIT_S = 10.0
 JOURNAL_LINES = 200
-# Events after which the queue is read again (count, updates held for a restart).
+# Events after which the number of waiting updates is read again. Which of them wait for
+# a restart is the service's decision: the tray follows its RestartRequired.
 QUEUE_EVENTS = (ev.ServiceStarted, ev.UpdateQueued, ev.BatchFinished, ev.Delivered,
-                ev.QueueChanged, ev.RestartRequired)
+                ev.QueueChanged)
 
 
 def run_with_tray(ctx: Context, service: Service) -> int:
@@ -141,6 +141,7 @@ class TrayFrontEnd:
         self._reminder: threading.Timer | None = None
         self._prompted: set[int] = set()
         self._announced: set[str] = set()
+        self._etalons: set[str] = set()  # étalon updates queued whose batch is not finished
         self._last_prompt = -math.inf
         self._unseen: Action | None = None
         self._ready = threading.Event()
@@ -253,17 +254,38 @@ class TrayFrontEnd:
         self.feed(event)
         if isinstance(event, QUEUE_EVENTS):
             self.refresh_queue()
+        if isinstance(event, ev.RestartRequired):
+            self._follow_restart(event.item_ids)
+        if isinstance(event, ev.UpdateQueued) and event.etalon:
+            with self._lock:
+                self._etalons.add(event.name)
         notice = self.policy.decide(event, paused=self.state.paused)
         if notice is not None and not self._said_by_restart_notice(event):
             self.notify(notice)
+        if isinstance(event, ev.BatchFinished):
+            with self._lock:
+                self._etalons -= set(event.queued)
 
     def _said_by_restart_notice(self, event: ev.Event) -> bool:
-        """Tell whether a batch only brought updates the restart notice already announced."""
-        if not isinstance(event, ev.BatchFinished) or event.rejected:
+        """Tell whether a batch only brought updates held for a restart: the restart notice
+        says it instead of the "received" one."""
+        if not isinstance(event, ev.BatchFinished) or event.rejected or not event.queued:
             return False
+        queued = set(event.queued)
         with self._lock:
             announced, self._announced = self._announced, set()
-        return bool(event.queued) and set(event.queued) <= announced
+            only_etalons = queued <= self._etalons
+        if not only_etalons or queued <= announced:
+            return only_etalons
+        # The service's RestartRequired for these may still be on its way: ask the service
+        # for its decision now, so that the "received" notice is not shown before it.
+        try:
+            held = {item.name for item in map(self.ctx.queue.get, self.service.announce_held())
+                    if item is not None}
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("cannot read the queue: %s", exc)
+            return False
+        return queued <= held
 
     def feed(self, event: ev.Event) -> None:
         """Change the state and show it."""
@@ -272,18 +294,13 @@ class TrayFrontEnd:
         self.render()
 
     def refresh_queue(self) -> None:
-        """Read the queue again: count, and updates held until the application restarts."""
+        """Read the number of waiting updates again (for the badge)."""
         try:
-            held = mark_restart_required(self.ctx.queue, self.ctx.delivery.watcher)
             waiting = self.ctx.queue.count_pending()
         except (sqlite3.Error, OSError) as exc:
             log.warning("cannot read the queue: %s", exc)
             return
-        if held:
-            # The service looks for the application's closing only while something is held.
-            self.service.wake.set()
-        self.feed(QueueSnapshot(waiting, held))
-        self._follow_restart(held)
+        self.feed(QueueSnapshot(waiting))
 
     def render(self) -> None:
         """Show the state on the icon: picture, tooltip, menu (only what changed)."""
@@ -517,7 +534,8 @@ class TrayFrontEnd:
     # ------------------------------------------------------------ the restart prompt
 
     def _follow_restart(self, held: tuple[int, ...]) -> None:
-        """Prompt once for new updates held for a restart; drop the prompt once handed over."""
+        """Follow the service's RestartRequired: prompt once for new updates held for a
+        restart; drop the prompt once they were handed over."""
         with self._lock:
             if not held:
                 if self._prompted:

@@ -39,10 +39,12 @@ class Status(enum.Enum):
 
 @dataclass(frozen=True)
 class QueueSnapshot(ev.Event):
-    """The queue as read after a change: waiting items, and those held for a restart."""
+    """The queue as read after a change: how many updates wait.
+
+    Which of them wait for a restart is the service's decision, told by RestartRequired.
+    """
 
     waiting: int
-    restart_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,8 +166,8 @@ def reduce(state: TrayState, event: ev.Event) -> TrayState:
 
 def _inputs(state: TrayState, event: ev.Event) -> TrayState | None:
     match event:
-        case QueueSnapshot(waiting=waiting, restart_ids=ids):
-            return replace(state, waiting=waiting, restart_ids=tuple(sorted(set(ids))))
+        case QueueSnapshot(waiting=waiting):
+            return replace(state, waiting=waiting)
         case ConfigChecked(configured=configured):
             return replace(state, configured=configured)
         case Paused(until=until):
@@ -184,7 +186,8 @@ def _queue(state: TrayState, event: ev.Event) -> TrayState | None:
         case ev.QueueChanged(waiting=waiting):
             return replace(state, waiting=waiting)
         case ev.RestartRequired(item_ids=ids):
-            return replace(state, restart_ids=tuple(sorted(set(state.restart_ids) | set(ids))))
+            # The event carries the whole set held now; empty once they were handed over.
+            return replace(state, restart_ids=tuple(sorted(set(ids))))
         case ev.UpdateQueued(name=name, origin=origin):
             # A source that delivers again has recovered from whatever failed before.
             return replace(state, receiving=_finished(state.receiving, name),
