@@ -3,9 +3,11 @@
     python -m bench.web [--size-mib 1024] [--repeat 3] [--quick]
 
 On one update of --size-mib served by nginx with auth_basic, alternating with `curl`
-fetching the same file (the reference, same run):
-- download + verify throughput: poll → hashed download → the intake's full verification
-  → queued. Target: ≥ 0.9 × curl. The download-and-hash part alone is shown too.
+fetching the same file (the reference, same run), and with curl followed by `sync FILE`
+(the same fetch made as durable as passeur makes it):
+- download + verify throughput: poll → download hashed whole and member by member →
+  fsync → the intake's full verification → queued. Target: ≥ 0.9 × curl; shown against
+  curl + sync too. The download-and-hash part alone (before the final fsync) is shown.
 - peak memory growth of the receiving process. Target: < 32 MiB.
 - CPU time of a poll answered 304 (median of 200). Target: < 5 ms.
 - bytes nginx sends twice when `passeur receive` is killed (SIGKILL) at a random point of
@@ -47,6 +49,7 @@ from daemon.exchange import Source, pack_exchange
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest
 from daemon.naming import Kind
+from daemon.queue import RESUMABLE_PREFIX
 from daemon.web.publish import Repository
 from tests.helpers import BASE_DATE, DOSSIER, DOSSIER_NAME, make_home
 from tests.nginx import Nginx
@@ -146,14 +149,20 @@ def child(argv: list[str]) -> int:
 # ---------------------------------------------------------------- parent side
 
 
-def curl_seconds(url: str, target: Path) -> float:
-    """Time curl fetching the file to disk, as the reference."""
+def curl_seconds(url: str, target: Path) -> tuple[float, float]:
+    """Time curl fetching the file to disk, then that plus `sync FILE` (the references).
+
+    passeur must flush a download to the disk before it queues it (temp → fsync → rename);
+    curl does not, so the second figure is curl made as durable as passeur.
+    """
     start = time.perf_counter()
     subprocess.run(["curl", "-sSf", "-u", f"{USER}:{PASSWORD}", "-o", str(target), url],
                    check=True)
-    seconds = time.perf_counter() - start
+    fetched = time.perf_counter()
+    subprocess.run(["sync", str(target)], check=True)
+    synced = time.perf_counter()
     target.unlink()
-    return seconds
+    return fetched - start, synced - start
 
 
 def resume_overlap(work: Path, key: SigningKey, nginx: Nginx, size: int,
@@ -165,7 +174,8 @@ def resume_overlap(work: Path, key: SigningKey, nginx: Nginx, size: int,
     home = new_home(work, key, "home-resume", nginx.base_url)
     env = dict(os.environ, PASSEUR_HOME=str(home), **keyring_env(work))
     stamp = BASE_DATE.strftime("%Y%m%d%H%M%S")
-    part = home / "data" / "spool" / ".staging" / f"web-{DOSSIER}-{DOSSIER}-{stamp}.wwz.part"
+    part = (home / "data" / "spool" / ".staging"
+            / f"{RESUMABLE_PREFIX}web-{DOSSIER}-{DOSSIER}-{stamp}.wwz.part")
     cut = rng.randint(size // 10, size * 9 // 10)
     lines_before = len(nginx.access_log())
     process = subprocess.Popen([sys.executable, "-m", "daemon.cli", "receive"], env=env,
@@ -177,7 +187,8 @@ def resume_overlap(work: Path, key: SigningKey, nginx: Nginx, size: int,
             os.kill(process.pid, signal.SIGKILL)
             break
         time.sleep(0.0005)
-    process.wait()
+    if process.wait() == 0:
+        raise SystemExit(f"resume: the download ended before the cut, {part} never grew")
     subprocess.run([sys.executable, "-m", "daemon.cli", "receive"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shutil.rmtree(home / "data" / "spool", ignore_errors=True)
@@ -221,7 +232,7 @@ def cut_and_resume(work: Path, nginx: Nginx, name: str, size: int,
         client.download(DOSSIER, entry, part, first, stop)
     offset = part.stat().st_size
     seen: list[int] = []
-    assert client.download(DOSSIER, entry, part, seen.append) == sha256
+    assert client.download(DOSSIER, entry, part, seen.append).hexdigest() == sha256
     client.close()
     part.unlink()
     received[1] = seen[-1] - offset
@@ -253,19 +264,23 @@ def _measure(work: Path, key: SigningKey, nginx: Nginx, name: str, size: int,
                             **keyring_env(work)), check=True, stdout=subprocess.DEVNULL)
     keyring = str(keyring_file(work))
     curl_s: list[float] = []
+    durable_s: list[float] = []
     poll_s: list[float] = []
     download_s: list[float] = []
     growth: list[float] = []
     curl_seconds(url, work / "warm.out")  # the file into the page cache, for both
     for round_number in range(1, repeat + 1):
-        curl_s.append(curl_seconds(url, work / "curl.out"))
+        plain, durable = curl_seconds(url, work / "curl.out")
+        curl_s.append(plain)
+        durable_s.append(durable)
         home = new_home(work, key, f"home-{round_number}", nginx.base_url)
         figures = run_child("bench.web", "poll", str(home), keyring)
         shutil.rmtree(home / "data" / "spool", ignore_errors=True)
         poll_s.append(figures["seconds"])
         download_s.append(figures["download_seconds"])
         growth.append(figures["memory_growth"])
-        print(f"round {round_number}: curl {curl_s[-1]:.2f} s, passeur {poll_s[-1]:.2f} s "
+        print(f"round {round_number}: curl {curl_s[-1]:.2f} s (+ sync {durable_s[-1]:.2f} s), "
+              f"passeur {poll_s[-1]:.2f} s "
               f"(download+hash {download_s[-1]:.2f} s)", flush=True)
     home_304 = new_home(work, key, "home-304", nginx.base_url)
     not_modified = run_child("bench.web", "304", str(home_304), keyring)
@@ -274,13 +289,17 @@ def _measure(work: Path, key: SigningKey, nginx: Nginx, name: str, size: int,
     cut_at, again = cut_and_resume(work, nginx, name, size, random.Random())
 
     curl_med, poll_med, download_med = median(curl_s), median(poll_s), median(download_s)
+    durable_med = median(durable_s)
     return [
         Row(f"curl fetches {fmt_mib(size)} (reference)", fmt_rate(size, curl_med)),
-        Row("passeur download + hash", fmt_rate(size, download_med), fmt_rate(size, curl_med),
-            fmt_ratio(curl_med / download_med)),
-        Row("passeur download + verify (poll → queued)", fmt_rate(size, poll_med),
+        Row("curl fetches, then `sync FILE` (durable reference)", fmt_rate(size, durable_med)),
+        Row("passeur download + hash (before the final fsync)", fmt_rate(size, download_med),
+            fmt_rate(size, curl_med), fmt_ratio(curl_med / download_med)),
+        Row("passeur download + verify (poll → queued, durable)", fmt_rate(size, poll_med),
             fmt_rate(size, curl_med), fmt_ratio(curl_med / poll_med), "≥ 0.90×",
             curl_med / poll_med >= 0.9),
+        Row("  the same against curl + sync", fmt_rate(size, poll_med),
+            fmt_rate(size, durable_med), fmt_ratio(durable_med / poll_med)),
         Row("peak memory growth while receiving", fmt_mib(max(growth)), "", "", "< 32 MiB",
             max(growth) < 32 * MIB),
         Row("poll answered 304, CPU (median of 200)", fmt_ms(not_modified["median_cpu"]),

@@ -25,9 +25,17 @@ from daemon.manifest import (
     parse_json,
 )
 from daemon.naming import MAX_PATH_LENGTH, check_member_path, fold, make_name, parse_name
+from daemon.zipstream import (
+    ENCRYPTED,
+    LOCAL_HEADER,
+    LOCAL_MAGIC,
+    RATIO_FLOOR,
+    Buffer,
+    ExchangeDigest,
+    MemberHash,
+    MemberReader,
+)
 
-_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
-_LOCAL_MAGIC = b"PK\x03\x04"
 _END_RECORD = struct.Struct("<4sHHHHIIH")
 _END_MAGIC = b"PK\x05\x06"
 _ZIP64_LOCATOR = struct.Struct("<4sIQI")
@@ -39,11 +47,8 @@ _END_SEARCH = _END_RECORD.size + 0xFFFF
 # A generous bound for one central directory record: fixed part, a name of
 # MAX_PATH_LENGTH characters in UTF-8, and room for extra fields and a comment.
 _MAX_DIRECTORY_RECORD = 46 + 4 * MAX_PATH_LENGTH + 2048
-_ENCRYPTED = 0x1
 _S_IFMT = 0o170000
 _S_IFLNK = 0o120000
-# Below this size a high ratio is harmless (a small file of zeros compresses very well).
-_RATIO_FLOOR = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -75,19 +80,22 @@ def verify_exchange(
     trusted: Mapping[str, PublicKey],
     display_name: str | None = None,
     limits: Limits = Limits(),
+    hashed: Mapping[int, MemberHash] | None = None,
 ) -> Manifest:
     """Check an exchange file completely and return its manifest, or raise Rejected.
 
     `display_name` is the file's name as the user knows it (the file itself may be a
     private copy); it must match the manifest. Nothing is extracted: members are
-    streamed through SHA-256 with bounded memory.
+    streamed through SHA-256 with bounded memory. `hashed` holds the member hashes an
+    ExchangeDigest took while this very file was written (our private copy), which spares
+    reading those members again.
     """
     try:
         size = path.stat().st_size
         if size > limits.max_file_size:
             raise Rejected(Code.TOO_LARGE, f"{size} > {limits.max_file_size}")
         with open(path, "rb") as handle:
-            manifest = _verify_open(handle, trusted, limits)
+            manifest = _verify_open(handle, trusted, limits, hashed or {})
     except OSError as exc:
         raise Rejected(Code.UNREADABLE, exc.strerror or exc) from None
     if display_name is not None:
@@ -103,7 +111,8 @@ def check_name_matches(display_name: str, manifest: Manifest) -> None:
         raise Rejected(Code.NAME_MISMATCH, f"{display_name} ≠ {expected}")
 
 
-def _verify_open(handle: BinaryIO, trusted: Mapping[str, PublicKey], limits: Limits) -> Manifest:
+def _verify_open(handle: BinaryIO, trusted: Mapping[str, PublicKey], limits: Limits,
+                 hashed: Mapping[int, MemberHash]) -> Manifest:
     declared_count = _check_declared_directory(handle, limits)
     archive = _open_zip(handle)
     if declared_count is not None and declared_count != len(archive.infolist()):
@@ -113,7 +122,8 @@ def _verify_open(handle: BinaryIO, trusted: Mapping[str, PublicKey], limits: Lim
     manifest = _read_signed_manifest(handle, entries, trusted, limits)
     _check_members_match(entries, manifest)
     for member in manifest.files:
-        _check_member_content(handle, entries[member.path], member)
+        entry = entries[member.path]
+        _check_member_content(handle, entry, member, hashed.get(entry.data_start))
     return manifest
 
 
@@ -125,7 +135,7 @@ def _open_zip(handle: BinaryIO) -> zipfile.ZipFile:
         archive = zipfile.ZipFile(handle)
     # NotImplementedError: an entry needing a ZIP version zipfile does not know.
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
-        if head == _LOCAL_MAGIC:
+        if head == LOCAL_MAGIC:
             raise Rejected(Code.TRUNCATED, exc) from None
         raise Rejected(Code.NOT_ZIP) from None
     return archive
@@ -213,7 +223,7 @@ def _check_entries(
 def _check_entry_kind(info: zipfile.ZipInfo) -> None:
     if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
         raise Rejected(Code.SYMLINK, info.filename)
-    if info.flag_bits & _ENCRYPTED:
+    if info.flag_bits & ENCRYPTED:
         raise Rejected(Code.ENCRYPTED, info.filename)
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise Rejected(Code.UNSUPPORTED_COMPRESSION, info.filename)
@@ -245,7 +255,7 @@ def _check_sizes(infos: Iterable[zipfile.ZipInfo], limits: Limits) -> None:
         total += info.file_size
         if total > limits.max_total_size:
             raise Rejected(Code.TOO_LARGE, f"{total} > {limits.max_total_size}")
-        if info.file_size > _RATIO_FLOOR and (
+        if info.file_size > RATIO_FLOOR and (
             info.file_size > limits.max_ratio * max(info.compress_size, 1)
         ):
             raise Rejected(Code.RATIO_TOO_HIGH,
@@ -255,16 +265,16 @@ def _check_sizes(infos: Iterable[zipfile.ZipInfo], limits: Limits) -> None:
 def _locate(handle: BinaryIO, info: zipfile.ZipInfo) -> _Entry:
     """Read a member's local header: where its data begins, and what the header says."""
     handle.seek(info.header_offset)
-    header = handle.read(_LOCAL_HEADER.size)
-    if len(header) != _LOCAL_HEADER.size:
+    header = handle.read(LOCAL_HEADER.size)
+    if len(header) != LOCAL_HEADER.size:
         raise Rejected(Code.TRUNCATED, info.filename)
-    fields = _LOCAL_HEADER.unpack(header)
-    if fields[0] != _LOCAL_MAGIC:
+    fields = LOCAL_HEADER.unpack(header)
+    if fields[0] != LOCAL_MAGIC:
         raise Rejected(Code.TRUNCATED, info.filename)
     flags, method = int(fields[2]), int(fields[3])
     name_length, extra_length = int(fields[9]), int(fields[10])
     local_name = handle.read(name_length)
-    data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    data_start = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
     return _Entry(info, data_start, local_name, flags, method)
 
 
@@ -280,7 +290,7 @@ def _check_local_header(entry: _Entry) -> None:
     if (
         entry.local_name != central_name
         or entry.local_method != info.compress_type
-        or entry.local_flags & _ENCRYPTED != info.flag_bits & _ENCRYPTED
+        or entry.local_flags & ENCRYPTED != info.flag_bits & ENCRYPTED
     ):
         raise Rejected(Code.MEMBER_CORRUPT, info.filename)
 
@@ -338,14 +348,17 @@ def _check_members_match(entries: Mapping[str, _Entry], manifest: Manifest) -> N
             raise Rejected(Code.MEMBER_SIZE, f"{path}: {entry.info.file_size} ≠ {member.size}")
 
 
-def _check_member_content(handle: BinaryIO, entry: _Entry, member: Member) -> None:
+def _check_member_content(handle: BinaryIO, entry: _Entry, member: Member,
+                          hashed: MemberHash | None) -> None:
+    info = entry.info
+    if hashed == (info.compress_type, info.compress_size, info.file_size, member.sha256):
+        return  # hashed while the file was written, at this very place: same bytes
     digest = hashlib.sha256()
-    produced = 0
-    for chunk in _member_chunks(handle, entry):
-        produced += len(chunk)
+    reader = _reader_for(entry)
+    for chunk in _member_chunks(handle, entry, reader):
         digest.update(chunk)
-    if produced != member.size:
-        raise Rejected(Code.MEMBER_SIZE, f"{member.path}: {produced} ≠ {member.size}")
+    if reader.produced != member.size:
+        raise Rejected(Code.MEMBER_SIZE, f"{member.path}: {reader.produced} ≠ {member.size}")
     if digest.hexdigest() != member.sha256:
         raise Rejected(Code.MEMBER_HASH, member.path)
 
@@ -361,39 +374,18 @@ def _raw_chunks(handle: BinaryIO, entry: _Entry) -> Iterator[bytes]:
         yield chunk
 
 
-def _member_chunks(handle: BinaryIO, entry: _Entry) -> Iterator[bytes]:
-    """Yield a member's uncompressed bytes, never more than its declared size plus one chunk."""
+def _reader_for(entry: _Entry) -> MemberReader:
     info = entry.info
-    if info.compress_type == zipfile.ZIP_STORED:
-        if info.compress_size != info.file_size:
-            raise Rejected(Code.MEMBER_CORRUPT, info.filename)
-        yield from _raw_chunks(handle, entry)
-        return
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    produced = 0
-    try:
-        for raw in _raw_chunks(handle, entry):
-            data = inflater.decompress(raw, CHUNK)
-            while True:
-                produced += len(data)
-                if produced > info.file_size:
-                    raise Rejected(Code.MEMBER_SIZE, f"{info.filename}: > {info.file_size}")
-                yield data
-                if not inflater.unconsumed_tail:
-                    break
-                data = inflater.decompress(inflater.unconsumed_tail, CHUNK)
-        tail = inflater.flush()
-    except zlib.error as exc:
-        raise Rejected(Code.MEMBER_CORRUPT, f"{info.filename}: {exc}") from None
-    if tail:
-        produced += len(tail)
-        if produced > info.file_size:
-            raise Rejected(Code.MEMBER_SIZE, f"{info.filename}: > {info.file_size}")
-        yield tail
-    # Bytes after the end of the stream are inflated by nobody, hashed by nobody: a place
-    # to hide anything.
-    if not inflater.eof or inflater.unused_data:
-        raise Rejected(Code.MEMBER_CORRUPT, info.filename)
+    return MemberReader(info.filename, info.compress_type, info.compress_size, info.file_size)
+
+
+def _member_chunks(handle: BinaryIO, entry: _Entry,
+                   reader: MemberReader | None = None) -> Iterator[Buffer]:
+    """Yield a member's uncompressed bytes, never more than its declared size."""
+    reader = reader or _reader_for(entry)
+    for raw in _raw_chunks(handle, entry):
+        yield from reader.feed(raw)
+    yield from reader.finish()
 
 
 def read_manifest_unverified(path: Path) -> dict[str, object] | None:
@@ -458,3 +450,8 @@ def _write_member(zf: zipfile.ZipFile, source: Source) -> Member:
 
 def _with_files(manifest: Manifest, members: tuple[Member, ...], key_id: str) -> Manifest:
     return replace(manifest, files=members, key_id=key_id)
+
+
+def new_digest(limits: Limits = Limits()) -> ExchangeDigest:
+    """Return a digest that hashes a file whole and its members, for `verify_exchange`."""
+    return ExchangeDigest(limits.max_total_size, limits.max_ratio)

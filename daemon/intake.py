@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import BinaryIO
 
 from daemon.config import Config, Paths
 from daemon.errors import Code, Rejected, encodable
-from daemon.exchange import Limits, verify_exchange
+from daemon.exchange import Limits, new_digest, verify_exchange
 from daemon.fsutil import atomic_write_bytes, copy_hashing, durable_move, temp_name
 from daemon.naming import Kind, parse_name
 from daemon.queue import Item, Outcome, Queue
+from daemon.zipstream import MemberHash
 
 
 @dataclass(frozen=True)
@@ -66,35 +68,40 @@ class Intake:
         self.paths.staging.mkdir(parents=True, exist_ok=True)
         staged = temp_name(self.paths.staging / os.path.basename(name))
         try:
-            sha256, size = copy_hashing(source, staged, limit=self.limits.max_file_size)
+            digest = new_digest(self.limits)
+            sha256, size = copy_hashing(source, staged, limit=self.limits.max_file_size,
+                                        digest=digest)
         except OverflowError:
             rejection = Rejected(Code.TOO_LARGE, f"> {self.limits.max_file_size}")
         except OSError as exc:
             rejection = Rejected(Code.UNREADABLE, exc.strerror or exc)
         else:
-            return self.import_staged(staged, name, sha256, size, origin)
+            return self.import_staged(staged, name, sha256, size, origin, digest.members)
         # The copy failed part-way: nothing was staged, only the reason is kept.
         return self._reject(staged, name, origin, rejection, None)
 
     def import_staged(self, staged: Path, name: str, sha256: str, size: int,
-                      origin: str) -> IntakeResult:
+                      origin: str, hashed: Mapping[int, MemberHash] | None = None,
+                      ) -> IntakeResult:
         """Import a private copy already in the staging folder, whose hash is known.
 
         Sources that write their own copy while hashing (downloads) use this to avoid
-        copying the file a second time. The staged file is consumed in every case.
+        copying the file a second time; `hashed` holds the member hashes their
+        ExchangeDigest took on the way. The staged file is consumed in every case.
         """
         name, origin = encodable(name), encodable(origin)
         try:
             parse_name(name)
-            return self._verify_and_queue(staged, name, sha256, size, origin)
+            return self._verify_and_queue(staged, name, sha256, size, origin, hashed)
         except Rejected as rejection:
             return self._reject(staged, name, origin, rejection, sha256)
         finally:
             staged.unlink(missing_ok=True)
 
     def _verify_and_queue(self, staged: Path, name: str, sha256: str, size: int,
-                          origin: str) -> IntakeResult:
-        manifest = verify_exchange(staged, self.config.keyring(), name, self.limits)
+                          origin: str, hashed: Mapping[int, MemberHash] | None,
+                          ) -> IntakeResult:
+        manifest = verify_exchange(staged, self.config.keyring(), name, self.limits, hashed)
         if manifest.kind is not Kind.UPDATE:
             raise Rejected(Code.WRONG_KIND, name)
         if self.config.dossier(manifest.dossier) is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -26,11 +25,13 @@ import requests.auth
 import urllib3.exceptions
 
 from daemon import __version__
-from daemon.fsutil import CHUNK
+from daemon.exchange import new_digest
+from daemon.fsutil import CHUNK, Writeback
 from daemon.web.credentials import BEARER, Credential, CredentialStore
 from daemon.web.failures import Failure, WebError
 from daemon.web.index import INDEX_NAME, IndexEntry
 from daemon.web.state import PartInfo
+from daemon.zipstream import ExchangeDigest
 
 USER_AGENT = f"passeur/{__version__}"
 
@@ -279,8 +280,11 @@ class WebClient:
 
     def download(self, dossier: str, entry: IndexEntry, part: Path,
                  progress: Callable[[int], None] | None = None,
-                 stop: threading.Event | None = None) -> str:
-        """Fetch an indexed file into `part`, resuming what is there; return its SHA-256.
+                 stop: threading.Event | None = None) -> ExchangeDigest:
+        """Fetch an indexed file into `part`, resuming what is there; return its digest.
+
+        The digest holds the file's SHA-256, checked against the index, and the member
+        hashes taken on the way, for the intake.
 
         Raises WebError; an interrupted download keeps its `.part` for the next try, a
         file that cannot be right (too long, wrong hash) is discarded.
@@ -297,12 +301,12 @@ class WebClient:
             discard_part(part)
             raise WebError(Failure.HASH_MISMATCH, dossier=dossier,
                            detail=f"{entry.name}: {sha256[:16]}… ≠ {entry.sha256[:16]}…")
-        return sha256
+        return digest
 
     def _fetch(self, dossier: str, entry: IndexEntry, url: str, part: Path, note: Path,
-               have: int, digest: hashlib._Hash, info: PartInfo | None,
+               have: int, digest: ExchangeDigest, info: PartInfo | None,
                progress: Callable[[int], None] | None,
-               stop: threading.Event | None) -> tuple[int, hashlib._Hash]:
+               stop: threading.Event | None) -> tuple[int, ExchangeDigest]:
         headers: dict[str, str] = {}
         resume_etag = _strong_etag(info.etag if info else None)
         if have and resume_etag:
@@ -310,7 +314,7 @@ class WebClient:
         with self._get(url, dossier, headers) as response:
             offset = self._body_offset(response, dossier, entry, part, have if headers else 0)
             if offset == 0:
-                have, digest = 0, hashlib.sha256()
+                have, digest = 0, new_digest()
             length = response.headers.get("Content-Length")
             if length is not None and length.isdigit() and offset + int(length) != entry.size:
                 discard_part(part)
@@ -350,93 +354,41 @@ class WebClient:
         raise self._status_error(response, dossier, entry.name)
 
     def _write_body(self, response: requests.Response, dossier: str, entry: IndexEntry,
-                    part: Path, have: int, digest: hashlib._Hash, deadline: float,
+                    part: Path, have: int, digest: ExchangeDigest, deadline: float,
                     progress: Callable[[int], None] | None,
                     stop: threading.Event | None) -> int:
         try:
             out = open(part, "ab" if have else "wb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise _disk_error(exc, dossier, part) from None
-        writeback = _Writeback(out.fileno())
-        try:
-            with out:
-                for chunk in self._chunks(response, dossier, deadline, stop, entry.name):
-                    if have + len(chunk) > entry.size:
-                        out.close()
-                        discard_part(part)
-                        raise WebError(Failure.SIZE_MISMATCH, dossier=dossier,
-                                       detail=f"{entry.name}: > {entry.size}")
-                    try:
-                        out.write(chunk)
-                    except OSError as exc:
-                        # On a full disk close() fails again flushing its buffer; the part
-                        # must still go, and the first error is the one to explain.
-                        with contextlib.suppress(OSError):
-                            out.close()
-                        discard_part(part)
-                        raise _disk_error(exc, dossier, part) from None
-                    digest.update(chunk)
-                    have += len(chunk)
-                    writeback.wrote(len(chunk))
-                    if progress is not None:
-                        progress(have)
-                writeback.close()
+        writeback = Writeback(out.fileno(), have)
+        with out:
+            for chunk in self._chunks(response, dossier, deadline, stop, entry.name):
+                if have + len(chunk) > entry.size:
+                    out.close()
+                    discard_part(part)
+                    raise WebError(Failure.SIZE_MISMATCH, dossier=dossier,
+                                   detail=f"{entry.name}: > {entry.size}")
                 try:
-                    out.flush()
-                    os.fsync(out.fileno())
+                    out.write(chunk)
                 except OSError as exc:
+                    # On a full disk close() fails again flushing its buffer; the part
+                    # must still go, and the first error is the one to explain.
+                    with contextlib.suppress(OSError):
+                        out.close()
+                    discard_part(part)
                     raise _disk_error(exc, dossier, part) from None
-        finally:
-            writeback.close()
-        return have
-
-
-class _Writeback:
-    """Pushes written data to disk from a helper thread while the download goes on.
-
-    One fsync of a whole 1 GB file at the end would stall for seconds; flushing every few
-    tens of MiB in the background overlaps that work with receiving and hashing.
-    """
-
-    STEP = 32 << 20
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._unflushed = 0
-        self._kick = threading.Event()
-        self._done = False
-        self._thread: threading.Thread | None = None
-
-    def wrote(self, count: int) -> None:
-        """Account for `count` bytes written; wake the helper every STEP bytes."""
-        self._unflushed += count
-        if self._unflushed < self.STEP:
-            return
-        self._unflushed = 0
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="web-writeback",
-                                            daemon=True)
-            self._thread.start()
-        self._kick.set()
-
-    def _run(self) -> None:
-        while True:
-            self._kick.wait()
-            self._kick.clear()
-            if self._done:
-                return
+                digest.update(chunk)
+                have += len(chunk)
+                writeback.wrote(len(chunk))
+                if progress is not None:
+                    progress(have)
             try:
-                os.fdatasync(self._fd)
-            except OSError:
-                return  # the final fsync reports disk errors
-
-    def close(self) -> None:
-        """Stop the helper (before the file is closed)."""
-        self._done = True
-        self._kick.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise _disk_error(exc, dossier, part) from None
+        return have
 
 
 def part_note(part: Path) -> Path:
@@ -451,18 +403,18 @@ def discard_part(part: Path) -> None:
 
 
 def _resume_point(part: Path, note: Path, url: str,
-                  entry: IndexEntry) -> tuple[int, hashlib._Hash, PartInfo | None]:
+                  entry: IndexEntry) -> tuple[int, ExchangeDigest, PartInfo | None]:
     """Return (bytes held, their running hash, note) for a `.part` of this very file."""
     info = PartInfo.load(note)
     if (info is None or not part.is_file() or info.url != url or info.size != entry.size
             or info.sha256 != entry.sha256):
         discard_part(part)
-        return 0, hashlib.sha256(), None
+        return 0, new_digest(), None
     have = part.stat().st_size
     if have > entry.size:
         discard_part(part)
-        return 0, hashlib.sha256(), None
-    digest = hashlib.sha256()
+        return 0, new_digest(), None
+    digest = new_digest()
     with open(part, "rb") as held:
         while chunk := held.read(CHUNK):
             digest.update(chunk)

@@ -39,6 +39,7 @@ from daemon.web.credentials import CredentialStore
 from daemon.web.failures import Failure, WebError
 from daemon.web.index import IndexEntry, VerifiedIndex, verify_index
 from daemon.web.state import DossierState, StateStore
+from daemon.zipstream import ExchangeDigest
 
 log = logging.getLogger(__name__)
 
@@ -290,10 +291,11 @@ class WebPoller:
                            detail=f"{entry.name}: {entry.size} > {limit}")
         self.bus.publish(UpdateFound(ORIGIN, dossier, entry.name, entry.size))
         part = self.part_path(dossier, entry)
-        sha256 = self._download(dossier, entry, part)
+        digest = self._download(dossier, entry, part)
         part_note(part).unlink(missing_ok=True)
         try:
-            result = self.intake.import_staged(part, entry.name, sha256, entry.size, ORIGIN)
+            result = self.intake.import_staged(part, entry.name, digest.hexdigest(),
+                                               entry.size, ORIGIN, digest.members)
         except (OSError, sqlite3.Error) as exc:
             discard_part(part)
             raise _storage_error(exc, dossier) from None
@@ -315,7 +317,7 @@ class WebPoller:
         """Return where a download of this entry is kept while incomplete."""
         return self.paths.staging / f"{RESUMABLE_PREFIX}web-{dossier}-{entry.name}.part"
 
-    def _download(self, dossier: str, entry: IndexEntry, part: Path) -> str:
+    def _download(self, dossier: str, entry: IndexEntry, part: Path) -> ExchangeDigest:
         progress = self._progress_reporter(entry)
         attempts = max(1, self.settings.resume_attempts)
         for attempt in range(1, attempts + 1):

@@ -1,0 +1,169 @@
+"""Hashing members while a file is written: the same verdicts as reading them again."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import daemon.exchange
+from daemon.errors import Rejected
+from daemon.exchange import new_digest, verify_exchange
+from daemon.keys import SigningKey
+from daemon.manifest import Manifest
+from daemon.zipstream import ExchangeDigest, MemberHash
+from tests import hostile
+from tests.helpers import Home
+
+QUICK = settings(max_examples=60, deadline=None)
+
+
+def fed(data: bytes, cuts: list[int]) -> ExchangeDigest:
+    """Feed `data` to a fresh digest in pieces cut at `cuts`."""
+    digest = new_digest()
+    start = 0
+    for cut in [*sorted(cuts), len(data)]:
+        digest.update(data[start:cut])
+        start = cut
+    return digest
+
+
+def verdict(path: Path, key: SigningKey, hashed: Mapping[int, MemberHash] | None = None,
+            name: str | None = None) -> Manifest | str:
+    """Return the manifest, or the rejection's code."""
+    try:
+        return verify_exchange(path, {key.public.key_id: key.public}, name, hashed=hashed)
+    except Rejected as rejection:
+        return str(rejection.code)
+
+
+def member_offsets(path: Path) -> dict[int, str]:
+    """Map each member's data offset to the SHA-256 of its content, read the plain way."""
+    hashes = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with open(path, "rb") as handle:
+                handle.seek(info.header_offset + 26)
+                name_length = int.from_bytes(handle.read(2), "little")
+                extra_length = int.from_bytes(handle.read(2), "little")
+            start = info.header_offset + 30 + name_length + extra_length
+            hashes[start] = hashlib.sha256(archive.read(info)).hexdigest()
+    return hashes
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["deflated", "stored"])
+def test_every_member_is_hashed_where_it_lies(home: Home, store: bool) -> None:
+    rng = random.Random(5)
+    update = home.update(store=store, contents={
+        "ecritures.xml": b"<e/>" * 50_000,
+        "associated_documents/scan.pdf": rng.randbytes(300_000),
+        "situations/vide.xml": b"",
+    })
+    data = update.read_bytes()
+    digest = fed(data, [rng.randrange(len(data)) for _ in range(40)])
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    expected = member_offsets(update)
+    assert {start: hashed.sha256 for start, hashed in digest.members.items()} == expected
+
+
+@QUICK
+@given(st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=30))
+def test_any_cutting_of_the_stream_gives_the_same_hashes(cuts: list[int]) -> None:
+    update = SAMPLE.update
+    data = SAMPLE.data
+    digest = fed(data, [cut % (len(data) + 1) for cut in cuts])
+    assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert {start: hashed.sha256 for start, hashed in digest.members.items()} \
+        == member_offsets(update)
+
+
+class _Sample:
+    update: Path
+    data: bytes
+
+
+SAMPLE = _Sample()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sample(tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey) -> None:
+    from tests.helpers import make_home
+
+    home = make_home(tmp_path_factory.mktemp("sample") / "home", signing_key)
+    rng = random.Random(11)
+    SAMPLE.update = home.update(contents={
+        "ecritures.xml": b"<e/>" * 20_000,
+        "associated_documents/a.pdf": rng.randbytes(100_000),
+    })
+    SAMPLE.data = SAMPLE.update.read_bytes()
+
+
+@pytest.mark.parametrize("case", hostile.HOSTILE, ids=lambda case: case.id)
+def test_a_hostile_file_earns_the_same_verdict_with_or_without_the_shortcut(
+        case: hostile.Case, signing_key: SigningKey, tmp_path: Path) -> None:
+    crafted = case.build(signing_key)
+    path = tmp_path / crafted.name
+    path.write_bytes(crafted.data)
+    digest = fed(crafted.data, [len(crafted.data) // 3, len(crafted.data) // 2])
+    # (The intake's own checks, a dossier not configured or a rollback, come after.)
+    with_shortcut = verdict(path, signing_key, digest.members, crafted.name)
+    assert with_shortcut == verdict(path, signing_key, None, crafted.name)
+
+
+def test_the_shortcut_spares_reading_the_members_again(
+        home: Home, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    update = home.update(contents={"ecritures.xml": b"<e/>" * 1000, "b.xml": b"<b/>"})
+    read: list[str] = []
+    raw_chunks = daemon.exchange._raw_chunks
+
+    def counting(handle: io.BufferedReader, entry: daemon.exchange._Entry) -> Iterator[bytes]:
+        read.append(entry.info.filename)
+        return raw_chunks(handle, entry)
+
+    monkeypatch.setattr(daemon.exchange, "_raw_chunks", counting)
+    digest = fed(update.read_bytes(), [])
+    assert isinstance(verdict(update, signing_key, digest.members), Manifest)
+    assert sorted(read) == ["manifest.json", "manifest.sig"]
+    read.clear()
+    assert isinstance(verdict(update, signing_key), Manifest)
+    assert sorted(read) == ["b.xml", "ecritures.xml", "manifest.json", "manifest.sig"]
+
+
+def test_bytes_altered_on_the_way_are_caught(home: Home, signing_key: SigningKey) -> None:
+    update = home.update(store=True, contents={"ecritures.xml": b"<e/>" * 1000})
+    data = bytearray(update.read_bytes())
+    data[min(fed(bytes(data), []).members) + 10] ^= 0xFF
+    update.write_bytes(bytes(data))
+    # Hashed as they arrived, the altered bytes do not match the signed manifest: the
+    # member is read again, and refused for its hash as it would be without the shortcut.
+    digest = fed(bytes(data), [])
+    assert digest.members
+    assert verdict(update, signing_key, digest.members) == "member-hash"
+    assert verdict(update, signing_key) == "member-hash"
+
+
+def test_a_layout_it_cannot_follow_leaves_the_members_to_the_reader() -> None:
+    class Unseekable(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: bytes) -> int:  # type: ignore[override]
+            self.data += b
+            return len(b)
+
+    out = Unseekable()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ecritures.xml", b"<e/>" * 100)
+    assert zipfile.ZipFile(io.BytesIO(bytes(out.data))).testzip() is None
+    # Streamed ZIPs put sizes after the data (a data descriptor): nothing is hashed ahead.
+    assert fed(bytes(out.data), []).members == {}
