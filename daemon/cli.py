@@ -17,6 +17,7 @@ from daemon.i18n import _
 
 if TYPE_CHECKING:
     from daemon.queue import Line
+    from daemon.service import Service
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 # The accountant's tools and the demo do not read the farmer's configuration.
@@ -373,12 +374,29 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def serve(ctx: Context, service: Service, with_tray: bool) -> int:
+    """Run a built service until Quitter or a signal: with the tray icon (the front end is
+    imported only then) or headless. `passeur run` and `passeur demo` both come here.
+
+    Raises AlreadyRunning when another service uses the same home.
+    """
+    from daemon.service import install_signal_handlers
+
+    install_signal_handlers(service.stop)
+    if with_tray:
+        from tray.app import run_with_tray
+
+        return run_with_tray(ctx, service)
+    service.run()
+    return EXIT_OK
+
+
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     """Run the always-on service (with the tray icon unless --headless)."""
     import logging
 
     from daemon.logs import setup_logging
-    from daemon.service import AlreadyRunning, build_service, install_signal_handlers
+    from daemon.service import AlreadyRunning, build_service
 
     ctx.paths.ensure()
     setup_logging(ctx.paths.logs, args.verbose)
@@ -388,27 +406,21 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                    "(passeur dossier add, passeur trust add) in {path}").format(
                        path=ctx.config_path))
     service = build_service(ctx)
-    install_signal_handlers(service.stop)
     with_tray = not args.headless and has_display()
     if not args.headless and not with_tray:
         log.info(_("No display: passeur runs without its tray icon"))
     try:
-        if with_tray:
-            from tray.app import run_with_tray
-
-            return run_with_tray(ctx, service)
-        service.run()
+        return serve(ctx, service, with_tray)
     except AlreadyRunning:
         err(_("passeur is already running for {folder}").format(folder=ctx.paths.data))
         return EXIT_FAILED
-    return EXIT_OK
 
 
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     """Show the whole flow in a temporary home."""
     from daemon.demo import run_demo
 
-    return run_demo(args.keep)
+    return run_demo(args.keep, args.headless)
 
 
 # ---------------------------------------------------------------- parser
@@ -516,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", cmd_demo, _("show the whole flow in a temporary folder"))
     p.add_argument("--keep", action="store_true", help=_("keep the temporary folder"))
+    p.add_argument("--headless", action="store_true",
+                   help=_("without the tray icon, even when a display exists"))
     return parser
 
 

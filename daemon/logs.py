@@ -13,8 +13,10 @@ from daemon.i18n import _, current_language
 log = logging.getLogger("passeur")
 
 
-def setup_logging(folder: Path, verbose: bool = False) -> None:
-    """Log to `folder/passeur.log` (rotated, 5 × 1 MB) and to stderr."""
+def setup_logging(folder: Path, verbose: bool = False,
+                  console_level: int = logging.NOTSET) -> None:
+    """Log to `folder/passeur.log` (rotated, 5 × 1 MB) and to stderr (from
+    `console_level` on: the demo keeps the terminal for its story)."""
     folder.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -25,6 +27,7 @@ def setup_logging(folder: Path, verbose: bool = False) -> None:
     file_handler.setFormatter(formatter)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    console.setLevel(console_level)
     root.handlers[:] = [file_handler, console]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -152,17 +151,6 @@ def test_usage_errors_exit_2_in_french(home: Home) -> None:
     result = home.passeur("import")
     assert result.returncode == 2
     assert "les arguments suivants sont requis" in result.stderr
-
-
-def test_demo_runs_to_the_end() -> None:
-    import subprocess
-    import sys
-
-    env = dict(os.environ, LANG="fr_FR.UTF-8")
-    result = subprocess.run([sys.executable, "-m", "daemon.cli", "demo"], env=env, text=True,
-                            capture_output=True, timeout=60, check=True)
-    assert "contient des dossiers étalons : attend une relance" in result.stdout
-    assert result.stdout.count("remis à l'application") >= 2
 
 
 def test_queue_process_json_is_pure_json(home: Home) -> None:

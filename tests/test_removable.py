@@ -314,6 +314,8 @@ def test_batch_wording_counts_each_kind_with_its_plural() -> None:
         "USB key CLE: 1 update refused")
     assert describe_batch(ev.BatchFinished("folder:/home/x/Téléchargements", (), (), 2)) == (
         "Folder /home/x/Téléchargements: 2 updates already received")
+    assert describe_batch(ev.BatchFinished("web", ("a.wwz",))) == (
+        "Accountant's site: 1 update imported")
 
 
 def test_fat_image_tools_fail_loudly_when_missing(monkeypatch: pytest.MonkeyPatch,

@@ -407,4 +407,6 @@ def describe_batch(event: BatchFinished) -> str:
         return _("USB key {label}: {summary}").format(label=where, summary=summary)
     if kind == "folder":
         return _("Folder {folder}: {summary}").format(folder=where, summary=summary)
+    if kind == "web":
+        return _("Accountant's site: {summary}").format(summary=summary)
     return _("{origin}: {summary}").format(origin=event.origin, summary=summary)
