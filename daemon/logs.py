@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from daemon import events as ev
-from daemon.i18n import _, current_language
+from daemon.i18n import _, current_language, ngettext
 
 log = logging.getLogger("passeur")
 
@@ -59,7 +59,9 @@ def describe_event(event: ev.Event) -> str | None:
         case ev.RestartRequired(app_name=app, item_ids=()):
             return _("No update waits for {app} to be restarted any more").format(app=app)
         case ev.RestartRequired(app_name=app, item_ids=ids):
-            return _("{n} update(s) wait for {app} to be restarted").format(n=len(ids), app=app)
+            return ngettext("{n} update waits for {app} to be restarted.",
+                            "{n} updates wait for {app} to be restarted.",
+                            len(ids)).format(n=len(ids), app=app)
         case ev.SendFinished(name=name, ok=ok, message=message):
             return (_("{file} sent") if ok else _("{file} not sent: {reason}")).format(
                 file=name, reason=message)

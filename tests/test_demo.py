@@ -23,7 +23,7 @@ from tests.xsession import ROOT, XSession, desktop, tray_icon, wait_for
 from tray.state import Status
 
 RECEIVED_WEB = "Site du comptable : 1 mise à jour importée"
-HELD = "1 mise(s) à jour attend(ent) la relance de Isacompta"
+HELD = "1 mise à jour attend la relance de l'application Isacompta."
 
 
 def demo_env(base: dict[str, str]) -> dict[str, str]:
@@ -79,7 +79,7 @@ def test_the_headless_demo_receives_over_the_web_holds_the_etalon_and_hands_over
     closes = out.index("La démonstration ferme elle-même Isacompta")
     assert held < closes < out.index(f"{normal} remis à l'application") < out.index(
         f"{etalon} remis à l'application") < out.index(
-        "Plus aucune mise à jour n'attend la relance de Isacompta")
+        "Plus aucune mise à jour n'attend la relance de l'application Isacompta")
     assert "Isacompta doit être relancé pour qu'elle soit intégrée" in out
     journal = out[out.index("Journal :"):]
     assert f"{etalon} reçu (depuis le site du comptable) — contient des dossiers étalons" in (

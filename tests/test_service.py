@@ -122,10 +122,10 @@ def test_updates_held_for_a_restart_are_handed_over_when_the_app_closes(
         assert (home.inbox / etalon.name).exists()
         assert code == 0, err
         # Announced at start (flagged by `queue process`), then no more once handed over.
-        said = err.index("1 mise(s) à jour attend(ent) la relance de Isacompta")
+        said = err.index("1 mise à jour attend la relance de l'application Isacompta.")
         handed = err.index(f"{etalon.name} remis à l'application")
         assert said < handed < err.index("Plus aucune mise à jour n'attend la relance de "
-                                         "Isacompta"), err
+                                         "l'application Isacompta"), err
     finally:
         app.kill()
 
@@ -238,7 +238,8 @@ def test_the_service_announces_an_etalon_held_while_the_app_runs_not_a_normal_up
         assert (held.item_ids, held.app_name) == ((etalon_id,), "Isacompta")
         assert events.index(held) > events.index(seen(ev.UpdateQueued)[1]), (
             "nothing was announced for the normal update")
-        assert describe_event(held) == "1 mise(s) à jour attend(ent) la relance de Isacompta"
+        assert describe_event(held) == ("1 mise à jour attend la relance de l'application "
+                                        "Isacompta.")
         assert not any((home.inbox / u.name).exists() for u in (normal, etalon))
         # The user closes the application: both are handed over, in order, and the service
         # says that nothing waits for a restart any more.

@@ -71,7 +71,8 @@ def test_nothing_while_paused_except_restart_required() -> None:
     assert restart.message.startswith(
         "Le fichier d'échange contient des dossiers étalons : l'application va être arrêtée. "
         "Vous devrez la relancer pour que le fichier d'échange soit intégré.")
-    assert restart.message.endswith("2 mises à jour attendent la relance de Isacompta.")
+    assert restart.message.endswith(
+        "2 mises à jour attendent la relance de l'application Isacompta.")
     assert [(b.label, b.action) for b in restart.buttons] == [
         ("Relancer maintenant", Action.RESTART_NOW)]
 
