@@ -402,6 +402,16 @@ class Queue:
                                    (item_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def manifest_texts(self, state: State = State.WAITING) -> dict[int, str]:
+        """Return the manifests of the items in a state, as recorded (JSON text), by id.
+
+        One query for a whole list; the text is decoded only for the line the user looks at.
+        """
+        with self._lock:
+            return dict(self._db.execute(
+                "SELECT item_id, body FROM manifests JOIN items ON items.id = item_id"
+                " WHERE state = ?", (state,)).fetchall())
+
     def items(self, states: Sequence[State] = (State.WAITING,)) -> list[Item]:
         """Return the items in these states, oldest generation first, then by sequence."""
         return [Item.from_row(row) for row in self._select(ITEM_COLUMNS, states)]

@@ -30,11 +30,11 @@ from daemon import events as ev
 from daemon.config import Config
 from daemon.context import Context
 from daemon.delivery import InboxNotConfigured, Result
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, Rejected
 from daemon.i18n import _, ngettext
-from daemon.manifest import Manifest
-from daemon.presentation import describe_activity, describe_exchange, format_datetime
-from daemon.queue import HistoryEntry, Item, Outcome, Queue
+from daemon.naming import parse_name
+from daemon.presentation import describe_activity, format_datetime
+from daemon.queue import HistoryEntry, Line, Outcome
 from daemon.restart import (
     MIN_REMIND_MINUTES,
     AppRestarter,
@@ -429,12 +429,13 @@ class TrayFrontEnd:
             source.poll_now()
 
     def _open_queue(self) -> None:
-        items = self.ctx.queue.pending()
-        if not items:
+        lines = self.ctx.queue.listing()
+        if not lines:
             self.say(_("No update waiting to be integrated"), None)
             return
+        manifests = self.ctx.queue.manifest_texts()
         answer = self._ask("queue", {
-            "items": [_queue_row(self.ctx.queue, item) for item in items]})
+            "items": [_queue_row(line, manifests.get(line.id)) for line in lines]})
         if answer is not None:
             self._apply_queue_choices([int(i) for i in answer.get("process", [])],
                                       [int(i) for i in answer.get("delete", [])])
@@ -682,18 +683,16 @@ def _local_time(iso: str) -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone())
 
 
-def _queue_row(queue: Queue, item: Item) -> dict[str, Any]:
+def _queue_row(line: Line, manifest: str | None) -> dict[str, Any]:
+    """One row of the queue dialog; the dialog reads the manifest when the row is selected."""
     try:
-        manifest = Manifest.from_dict(queue.manifest(item.id))
-    except Exception:  # an old or odd record is still listed, without its content
-        return {"id": item.id, "name": item.name, "etalon": item.etalon,
-                "created": _local_time(item.generated_at or item.received_at),
-                "content": [item.name]}
-    # The creation date as the accountant's software wrote it, like the file name and the
-    # content below it (not converted to this computer's time zone).
-    return {"id": item.id, "name": item.name, "etalon": item.etalon,
-            "created": format_datetime(manifest.generated_at),
-            "content": describe_exchange(manifest)}
+        # The creation date as the accountant's software wrote it in the file name, like
+        # the content below it (not converted to this computer's time zone).
+        created = format_datetime(parse_name(line.name).saved_at)
+    except Rejected:
+        created = _local_time(line.created)
+    return {"id": line.id, "name": line.name, "etalon": line.etalon, "created": created,
+            "manifest": manifest}
 
 
 def _journal_line(entry: HistoryEntry) -> str:

@@ -233,7 +233,7 @@ class QueueDialog(Dialog):
 
     def _show_content(self) -> None:
         selected = self.tree.selection()
-        lines = self.items[selected[0]]["content"] if selected else []
+        lines = content_lines(self.items[selected[0]]) if selected else []
         self.content.configure(state="normal")
         self.content.delete("1.0", "end")
         self.content.insert("1.0", "\n".join(lines))
@@ -245,6 +245,17 @@ class QueueDialog(Dialog):
             "process": [self.items[k]["id"] for k in self.items if self.process[k]],
             "delete": [self.items[k]["id"] for k in self.items if self.delete[k]],
         })
+
+
+def content_lines(item: dict[str, Any]) -> list[str]:
+    """The *Contenu de l'échange* of a row, read from its manifest when it is shown."""
+    from daemon.manifest import Manifest
+    from daemon.presentation import describe_exchange
+
+    try:
+        return describe_exchange(Manifest.from_dict(json.loads(item["manifest"])))
+    except Exception:  # an old or odd record is still listed, with its name only
+        return [item["name"]]
 
 
 def queue(data: dict[str, Any]) -> Answer:
