@@ -20,10 +20,12 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from daemon.errors import Code, Rejected
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 # Local file header: signature, version, flags, method, time, date, CRC-32,
 # compressed size, uncompressed size, name length, extra length.
@@ -46,6 +48,9 @@ Buffer = bytes | memoryview
 @functools.cache
 def _hashing_pool() -> ThreadPoolExecutor:
     """One helper thread, made the first time a large file goes by, shared by all."""
+    # Imported here: `passeur show` and the other short commands never need it.
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hashing")
 
 
