@@ -70,16 +70,20 @@ class Delivery:
         # The service, the CLI and the tray may all press *Traiter*: one at a time, so that
         # no file is handed over twice and the inbox only ever receives complete files.
         with exclusive_lock(self.lock_path):
+            # First what a crash left half-done: its temporary file must still be there to
+            # tell whether the copy reached the inbox.
+            unresolved = self._recover_handovers()
             for folder in (inbox, self.paths.trash):
                 remove_orphan_temps(folder)
-            outcomes = self._process_in_order(inbox, wanted)
+            outcomes = self._process_in_order(inbox, wanted, unresolved)
         if wanted is not None:
             outcomes += [DeliveryOutcome(known, Result.NOT_WAITING)
                          for item_id in wanted - {o.item.id for o in outcomes}
                          if (known := self.queue.get(item_id)) is not None]
         return outcomes
 
-    def _process_in_order(self, inbox: Path, wanted: set[int] | None) -> list[DeliveryOutcome]:
+    def _process_in_order(self, inbox: Path, wanted: set[int] | None,
+                          unresolved: set[int]) -> list[DeliveryOutcome]:
         running: bool | None = None  # asked once, and only if an étalon update is there
         blocked: set[str] = set()
         outcomes = []
@@ -90,7 +94,8 @@ class Delivery:
                 # the later ones.
                 blocked.add(dossier)
                 continue
-            if dossier in blocked or self._inbox_holds_another(inbox, item):
+            if (dossier in blocked or item.id in unresolved
+                    or self._inbox_holds_another(inbox, item)):
                 blocked.add(dossier)
                 outcomes.append(DeliveryOutcome(item, Result.HELD))
                 continue
@@ -119,21 +124,57 @@ class Delivery:
 
     def _deliver(self, item: Item, inbox: Path) -> DeliveryOutcome:
         source = self.queue.spool_path(item)
-        atomic_copy(source, inbox / item.name)
+        try:
+            atomic_copy(source, inbox / item.name,
+                        created=lambda temp: self.queue.begin_handover(item.id, temp))
+        except BaseException:
+            self.queue.finish_handover(item.id, delivered=False)
+            raise
+        done = self._mark_delivered(item, inbox)
+        return DeliveryOutcome(item if done is None else done,
+                               Result.NOT_WAITING if done is None else Result.DELIVERED)
+
+    def _mark_delivered(self, item: Item, inbox: Path, **detail: object) -> Item | None:
+        """The inbox has the file: keep our copy in the trash, then record the delivery."""
+        source = self.queue.spool_path(item)
         # The application has its copy; ours goes to the trash for a while, just in case.
         # It is put there before the state changes so that no crash can lose it.
         kept = self._keep_in_trash(source, item)
-        done = self.queue.transition(item.id, [State.WAITING], State.DELIVERED, "delivered",
-                                     name=item.name, inbox=str(inbox))
-        if done is None:
-            self._forget(kept)
-            return DeliveryOutcome(item, Result.NOT_WAITING)
-        self._forget(source)
-        return DeliveryOutcome(done, Result.DELIVERED)
+        done = self.queue.finish_handover(item.id, delivered=True, name=item.name,
+                                          inbox=str(inbox), **detail)
+        self._forget(kept if done is None else source)
+        return done
+
+    def _recover_handovers(self) -> set[int]:
+        """Finish the hand-overs a crash interrupted, so that none is ever made twice.
+
+        The temporary file is created, and recorded, before the copy begins, and only the
+        rename into the inbox makes it go. Still there: the copy never reached the inbox;
+        it is removed and the item waits as before. Gone: the inbox got the file (the
+        application may even have taken it already), so the item is delivered. Returns
+        the items that cannot be settled now (their inbox folder is missing, a share not
+        mounted): they are neither handed over nor deleted until it is back.
+        """
+        unresolved = set()
+        for item_id, temp in self.queue.handovers():
+            item = self.queue.get(item_id)
+            if item is None or item.state is not State.WAITING:
+                self.queue.finish_handover(item_id, delivered=False)
+            elif not temp.parent.is_dir():
+                unresolved.add(item_id)
+            elif temp.exists():
+                temp.unlink()
+                fsync_dir(temp.parent)
+                self.queue.finish_handover(item_id, delivered=False)
+            else:
+                self._mark_delivered(item, temp.parent, recovered=True)
+        return unresolved
 
     def delete(self, item_id: int) -> Item | None:
         """*Supprimer*: take a waiting item out of the queue into the trash."""
         with exclusive_lock(self.lock_path):
+            if item_id in self._recover_handovers():
+                return None
             item = self.queue.get(item_id)
             if item is None or item.state is not State.WAITING:
                 return None

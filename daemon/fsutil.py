@@ -52,12 +52,20 @@ def is_orphan_temp(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_writer(final: Path) -> Iterator[BinaryIO]:
-    """Open a temporary file that becomes `final` only once fully written and flushed."""
+def atomic_writer(final: Path,
+                  created: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
+    """Open a temporary file that becomes `final` only once fully written and flushed.
+
+    `created` is called with the temporary file's path once that name is on the disk,
+    before anything is written to it.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(final)
     out = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
     try:
+        if created is not None:
+            fsync_dir(final.parent)
+            created(tmp)
         yield out
         out.flush()
         os.fsync(out.fileno())
@@ -186,9 +194,10 @@ def copy_hashing(
     return digest.hexdigest(), size
 
 
-def atomic_copy(src: Path, final: Path) -> None:
-    """Copy a file to `final` atomically and durably."""
-    with open(src, "rb") as source, atomic_writer(final) as out:
+def atomic_copy(src: Path, final: Path,
+                created: Callable[[Path], None] | None = None) -> None:
+    """Copy a file to `final` atomically and durably (`created`: see atomic_writer)."""
+    with open(src, "rb") as source, atomic_writer(final, created) as out:
         shutil.copyfileobj(source, out, CHUNK)
 
 

@@ -23,7 +23,7 @@ from daemon.errors import Code, Rejected
 from daemon.fsutil import durable_move, is_orphan_temp
 from daemon.manifest import Manifest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
 _SCHEMA = """
@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS history (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS history_by_item ON history (item_id);
+CREATE TABLE IF NOT EXISTS handovers (
+    item_id INTEGER PRIMARY KEY REFERENCES items (id),
+    temp TEXT NOT NULL,
+    started_at TEXT NOT NULL
+);
 """
 
 
@@ -360,18 +365,50 @@ class Queue:
     def transition(self, item_id: int, allowed: Iterable[State], new: State, action: str,
                    **detail: Any) -> Item | None:
         """Move an item to `new` if it is in one of the `allowed` states; None otherwise."""
-        allowed = tuple(allowed)
         with self._write() as db:
-            cursor = db.execute(
-                f"UPDATE items SET state = ?, restart_required = 0, updated_at = ?"  # noqa: S608
-                f" WHERE id = ? AND state IN ({','.join('?' * len(allowed))})",
-                (new, now_utc(), item_id, *allowed),
-            )
-            if cursor.rowcount == 0:
+            row = self._transition(db, item_id, tuple(allowed), new, action, detail)
+        return None if row is None else Item.from_row(row)
+
+    def _transition(self, db: sqlite3.Connection, item_id: int, allowed: tuple[State, ...],
+                    new: State, action: str, detail: dict[str, Any]) -> Any:
+        cursor = db.execute(
+            f"UPDATE items SET state = ?, restart_required = 0, updated_at = ?"  # noqa: S608
+            f" WHERE id = ? AND state IN ({','.join('?' * len(allowed))})",
+            (new, now_utc(), item_id, *allowed),
+        )
+        if cursor.rowcount == 0:
+            return None
+        self._log(db, item_id, action, **detail)
+        return _select_item(db, item_id)
+
+    # A hand-over to the application's inbox is recorded from the moment its temporary
+    # file exists until the item is marked delivered: after a crash in between, the
+    # temporary file tells whether the copy reached the inbox (see Delivery).
+
+    def begin_handover(self, item_id: int, temp: Path) -> None:
+        """Record that an item is being copied to the inbox through `temp`."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO handovers (item_id, temp, started_at)"
+                       " VALUES (?, ?, ?)", (item_id, str(temp), now_utc()))
+
+    def handovers(self) -> list[tuple[int, Path]]:
+        """Return the hand-overs begun and not finished: (item id, temporary file)."""
+        with self._lock:
+            rows = self._db.execute("SELECT item_id, temp FROM handovers").fetchall()
+        return [(item_id, Path(temp)) for item_id, temp in rows]
+
+    def finish_handover(self, item_id: int, delivered: bool, **detail: Any) -> Item | None:
+        """End a hand-over; when `delivered`, mark the waiting item delivered at once.
+
+        Returns the delivered item, or None (not delivered, or not waiting any more).
+        """
+        with self._write() as db:
+            db.execute("DELETE FROM handovers WHERE item_id = ?", (item_id,))
+            if not delivered:
                 return None
-            self._log(db, item_id, action, **detail)
-            row = _select_item(db, item_id)
-        return Item.from_row(row)
+            row = self._transition(db, item_id, (State.WAITING,), State.DELIVERED,
+                                   "delivered", detail)
+        return None if row is None else Item.from_row(row)
 
     def set_restart_required(self, item_id: int, required: bool) -> None:
         """Flag a waiting item as held until the application restarts."""

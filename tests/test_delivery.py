@@ -252,6 +252,112 @@ def test_traiter_removes_temporary_files_left_by_a_dead_process_only(home: Home)
     assert sorted(p.name for p in home.inbox.iterdir()) == sorted([update.name, live.name])
 
 
+# A child process hands the queue over and dies (os._exit, as under kill -9) at one point.
+_CRASH_SCRIPT = """
+import os, sys, shutil
+from daemon.context import Context
+import daemon.delivery, daemon.fsutil, daemon.queue
+
+point = sys.argv[2]
+die = lambda *args, **kwargs: os._exit(9)
+if point == "temp-created":  # the temporary file exists, nothing recorded yet
+    daemon.queue.Queue.begin_handover = die
+elif point == "mid-copy":  # recorded, half the bytes in the temporary file
+    def half(source, out, length):
+        out.write(source.read(100))
+        out.flush()
+        os._exit(9)
+    daemon.fsutil.shutil.copyfileobj = half
+elif point == "renamed":  # the inbox has the file, the queue does not know yet
+    original = daemon.queue.Queue.finish_handover
+    def finish(self, item_id, delivered, **detail):
+        if delivered:
+            os._exit(9)
+        return original(self, item_id, delivered, **detail)
+    daemon.queue.Queue.finish_handover = finish
+Context(sys.argv[1]).delivery.process()
+"""
+
+
+def crash_during_handover(home: Home, point: str) -> None:
+    """Run Traiter in a child process that dies at `point`."""
+    child = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, str(home.root), point],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == 9, child.stderr
+
+
+@pytest.mark.parametrize("point", ["temp-created", "mid-copy"])
+def test_a_handover_cut_before_the_inbox_has_the_file_is_made_again(home: Home,
+                                                                     point: str) -> None:
+    update = home.update()
+    [item] = queue_updates(home, update)
+    crash_during_handover(home, point)
+    assert not (home.inbox / update.name).exists()
+    assert [p.name for p in home.inbox.iterdir()]  # the temporary file is left behind
+    [outcome] = home.context().delivery.process()
+    assert outcome.result is Result.DELIVERED
+    assert [p.name for p in home.inbox.iterdir()] == [update.name]
+    assert (home.inbox / update.name).read_bytes() == update.read_bytes()
+    ctx = home.context()
+    assert ctx.queue.handovers() == []
+    assert delivered_names(home) == [update.name]
+    assert ctx.queue.get(item.id).state is State.DELIVERED  # type: ignore[union-attr]
+
+
+def test_a_handover_cut_after_the_inbox_has_the_file_is_never_made_twice(home: Home) -> None:
+    first, second = home.update(), home.update()
+    items = queue_updates(home, first, second)
+    crash_during_handover(home, "renamed")
+    assert (home.inbox / first.name).read_bytes() == first.read_bytes()
+    # The application takes its file before passeur runs again.
+    taken = home.root / "integrated"
+    taken.mkdir()
+    (home.inbox / first.name).rename(taken / first.name)
+    outcomes = home.context().delivery.process()
+    # The first is recorded as delivered, not handed over again; the second goes on.
+    assert [(o.item.name, o.result) for o in outcomes] == [(second.name, Result.DELIVERED)]
+    assert [p.name for p in home.inbox.iterdir()] == [second.name]
+    ctx = home.context()
+    assert [ctx.queue.get(i.id).state for i in items] == [  # type: ignore[union-attr]
+        State.DELIVERED, State.DELIVERED]
+    delivered = [h for h in reversed(ctx.queue.history(100)) if h.action == "delivered"]
+    assert [(h.detail["name"], h.detail.get("recovered")) for h in delivered] == [
+        (first.name, True), (second.name, None)]
+    assert ctx.queue.handovers() == []
+    # Our copy went to the trash, as for any delivery; the spool is empty.
+    assert sorted(p.name.split("-", 2)[2] for p in ctx.paths.trash.iterdir()) == sorted(
+        [first.name, second.name])
+    assert not any(ctx.paths.spool.glob("*.wwz"))
+
+
+def test_a_cut_handover_is_settled_only_once_its_inbox_is_back(home: Home) -> None:
+    update = home.update()
+    [item] = queue_updates(home, update)
+    crash_during_handover(home, "renamed")
+    away = home.root / "inbox-unmounted"
+    home.inbox.rename(away)  # a network share, not mounted at the next start
+    ctx = home.context()
+    # Nothing can tell whether the copy arrived: no guess, no second copy, no deletion.
+    [outcome] = ctx.delivery.process()
+    assert outcome.result is Result.HELD
+    assert ctx.delivery.delete(item.id) is None
+    assert len(ctx.queue.handovers()) == 1
+    assert not home.inbox.exists()  # not made again empty either
+    away.rename(home.inbox)
+    assert home.context().delivery.process() == []
+    assert home.context().queue.get(item.id).state is State.DELIVERED  # type: ignore[union-attr]
+    assert [p.name for p in home.inbox.iterdir()] == [update.name]
+
+
+def test_supprimer_after_a_cut_handover_does_not_delete_what_the_inbox_has(home: Home) -> None:
+    update = home.update()
+    [item] = queue_updates(home, update)
+    crash_during_handover(home, "renamed")
+    # The item was in fact delivered: Supprimer finds it no longer waiting.
+    assert home.context().delivery.delete(item.id) is None
+    assert home.context().queue.get(item.id).state is State.DELIVERED  # type: ignore[union-attr]
+
+
 # ---------------------------------------------------------------- Supprimer and the trash
 
 

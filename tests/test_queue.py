@@ -445,7 +445,25 @@ def test_reopening_keeps_the_schema_and_the_items(home: Home) -> None:
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = sorted(r[0] for r in raw.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'"))
-    assert tables == ["dossiers", "history", "items", "manifests"]
+    assert tables == ["dossiers", "handovers", "history", "items", "manifests"]
+    raw.close()
+
+
+def test_a_queue_of_the_first_schema_is_upgraded_in_place(home: Home) -> None:
+    result = import_file(home, home.update())
+    assert result.item is not None
+    database = home.context().paths.database
+    raw = sqlite3.connect(database)
+    raw.execute("DROP TABLE handovers")
+    raw.execute("PRAGMA user_version=1")
+    raw.commit()
+    raw.close()
+    queue = open_queue(home)
+    assert [i.id for i in queue.pending()] == [result.item.id]
+    assert queue.handovers() == []
+    queue.close()
+    raw = sqlite3.connect(database)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     raw.close()
 
 
