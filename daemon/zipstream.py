@@ -8,8 +8,8 @@ ZIP's local headers as the bytes arrive and keeps each member's SHA-256.
 This is only a shortcut. The strict reader still checks the structure from the central
 directory and takes a member's hash from here only when it lies at the very offset, with
 the very method and sizes, that the reader itself found; anything this module could not
-follow (a data descriptor, ZIP64, an odd header, a member over the limits) is simply read
-again by the reader, which then explains what is wrong.
+follow (sizes in a data descriptor, an odd header, a member over the limits, a corrupt
+stream) is simply read again by the reader, which then explains what is wrong.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from daemon.errors import Code, Rejected
 
@@ -130,7 +130,8 @@ class ExchangeDigest:
         self._max_member_size = max_member_size
         self._max_ratio = max_ratio
         self._offset = 0  # of the first byte not yet followed
-        self._pending = bytearray()  # a local header (with name and extra) not yet complete
+        self._pending = bytearray()  # a local header, or its name and extra, not yet complete
+        self._fields: tuple[Any, ...] | None = None  # a header whose name and extra come next
         self._member: _Member | None = None
         self._following = True
         self.members: dict[int, MemberHash] = {}
@@ -166,42 +167,55 @@ class ExchangeDigest:
                     self._close_member()
             else:
                 taken = self._read_header(data)
+            if taken == 0:
+                # Cannot happen; if it ever did, a loop without progress would hang the
+                # download: stop following and let the strict reader read the members.
+                self._following = False
+                return
             self._offset += taken
             data = data[taken:]
 
     def _read_header(self, data: memoryview) -> int:
-        """Gather one local header with its name and extra field, then follow its member."""
-        wanted = LOCAL_HEADER.size
-        if len(self._pending) >= LOCAL_HEADER.size:
-            wanted += self._names_length()
-        taken = min(wanted - len(self._pending), len(data))
-        self._pending += data[:taken]
-        if len(self._pending) < wanted:
+        """Gather one local header, then its name and extra field; then follow its member.
+
+        Returns how many bytes of `data` it took: always at least one (an empty name and
+        extra field are taken with the header itself), so the caller always moves on.
+        """
+        taken = 0
+        if self._fields is None:
+            taken = min(LOCAL_HEADER.size - len(self._pending), len(data))
+            self._pending += data[:taken]
+            if len(self._pending) < LOCAL_HEADER.size:
+                return taken
+            fields = LOCAL_HEADER.unpack(self._pending)
+            self._pending.clear()
+            magic, flags, method = fields[0], fields[2], fields[3]
+            if (magic != LOCAL_MAGIC or flags & (ENCRYPTED | DATA_DESCRIPTOR)
+                    or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
+                # The central directory, or a layout the strict reader reads for itself.
+                self._following = False
+                return taken
+            self._fields = fields
+        fields = self._fields
+        name_length, extra_length = int(fields[9]), int(fields[10])
+        more = min(name_length + extra_length - len(self._pending), len(data) - taken)
+        self._pending += data[taken:taken + more]
+        taken += more
+        if len(self._pending) < name_length + extra_length:
             return taken
-        fields = LOCAL_HEADER.unpack_from(self._pending)
-        magic, flags, method = fields[0], fields[2], fields[3]
-        if (magic != LOCAL_MAGIC or flags & (ENCRYPTED | DATA_DESCRIPTOR)
-                or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
-            # The central directory, or a layout the strict reader reads for itself.
-            self._following = False
-            return taken
-        if wanted == LOCAL_HEADER.size:
-            return taken  # the name and the extra field come next
-        sizes = _sizes(fields, bytes(self._pending[LOCAL_HEADER.size + fields[9]:]))
+        extra = bytes(self._pending[name_length:])
         self._pending.clear()
+        self._fields = None
+        sizes = _sizes(fields, extra)
         if sizes is None:
             self._following = False
             return taken
         compress_size, file_size = sizes
-        self._member = _Member(self._offset + taken, method, compress_size, file_size,
+        self._member = _Member(self._offset + taken, int(fields[3]), compress_size, file_size,
                                self._worth_hashing(compress_size, file_size))
         if compress_size == 0:
             self._close_member()
         return taken
-
-    def _names_length(self) -> int:
-        fields = LOCAL_HEADER.unpack_from(self._pending)
-        return int(fields[9]) + int(fields[10])
 
     def _worth_hashing(self, compress_size: int, file_size: int) -> bool:
         # A member the reader will refuse on its sizes is not decompressed here either.
@@ -216,7 +230,7 @@ class ExchangeDigest:
             self.members[member.data_start] = result
 
 
-def _sizes(fields: tuple[int, ...], extra: bytes) -> tuple[int, int] | None:
+def _sizes(fields: tuple[Any, ...], extra: bytes) -> tuple[int, int] | None:
     """Return (compressed, uncompressed) sizes, from the ZIP64 extra field if need be."""
     compress_size, file_size = int(fields[7]), int(fields[8])
     if ZIP64_MARK not in (compress_size, file_size):

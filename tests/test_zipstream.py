@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import threading
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from daemon.errors import Rejected
 from daemon.exchange import new_digest, verify_exchange
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest
-from daemon.zipstream import ExchangeDigest, MemberHash
+from daemon.zipstream import LOCAL_HEADER, LOCAL_MAGIC, ExchangeDigest, MemberHash
 from tests import hostile
 from tests.helpers import Home
 
@@ -167,3 +169,29 @@ def test_a_layout_it_cannot_follow_leaves_the_members_to_the_reader() -> None:
     assert zipfile.ZipFile(io.BytesIO(bytes(out.data))).testzip() is None
     # Streamed ZIPs put sizes after the data (a data descriptor): nothing is hashed ahead.
     assert fed(bytes(out.data), []).members == {}
+
+
+def _local_entry(name: bytes, payload: bytes) -> bytes:
+    return LOCAL_HEADER.pack(LOCAL_MAGIC, 20, 0, zipfile.ZIP_STORED, 0, 0,
+                             zlib.crc32(payload), len(payload), len(payload), len(name),
+                             0) + name + payload
+
+
+def test_empty_names_and_odd_headers_never_stall_it() -> None:
+    # A header with an empty name and no extra field is complete in its 30 bytes; an
+    # earlier version waited for "the rest" forever.
+    data = (_local_entry(b"", b"evil") + _local_entry(b"a", b"") + _local_entry(b"", b"")
+            + b"PK\x01\x02" + bytes(60))
+    for cut in range(len(data) + 1):
+        finished = threading.Event()
+
+        def feed(cut: int = cut, finished: threading.Event = finished) -> None:
+            fed(data, [cut])
+            finished.set()
+
+        threading.Thread(target=feed, daemon=True).start()
+        assert finished.wait(5), f"stalled with a cut at {cut}"
+    digest = fed(data, [])
+    assert [hashed.sha256 for hashed in digest.members.values()] == [
+        hashlib.sha256(b"evil").hexdigest(), hashlib.sha256(b"").hexdigest(),
+        hashlib.sha256(b"").hexdigest()]
