@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import tempfile
 import threading
 import zipfile
 import zlib
@@ -89,6 +90,7 @@ def test_any_cutting_of_the_stream_gives_the_same_hashes(cuts: list[int]) -> Non
 class _Sample:
     update: Path
     data: bytes
+    key: SigningKey
 
 
 SAMPLE = _Sample()
@@ -105,6 +107,7 @@ def _sample(tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey) -
         "associated_documents/a.pdf": rng.randbytes(100_000),
     })
     SAMPLE.data = SAMPLE.update.read_bytes()
+    SAMPLE.key = signing_key
 
 
 @pytest.mark.parametrize("case", hostile.HOSTILE, ids=lambda case: case.id)
@@ -195,3 +198,32 @@ def test_empty_names_and_odd_headers_never_stall_it() -> None:
     assert [hashed.sha256 for hashed in digest.members.values()] == [
         hashlib.sha256(b"evil").hexdigest(), hashlib.sha256(b"").hexdigest(),
         hashlib.sha256(b"").hexdigest()]
+
+
+# Where damage is put: the first headers, the manifest and central directory at the end,
+# or anywhere.
+_REGIONS = {"head": lambda n, size: n % 160, "tail": lambda n, size: size - 1 - n % 2500,
+            "any": lambda n, size: n % size}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(_REGIONS)), st.integers(min_value=0),
+                          st.integers(min_value=0, max_value=255)), min_size=1, max_size=8),
+       st.lists(st.integers(min_value=0), max_size=6))
+def test_damaged_files_get_the_same_verdict_and_never_stall(
+        damage: list[tuple[str, int, int]], cuts: list[int]) -> None:
+    data = bytearray(SAMPLE.data)
+    for region, offset, value in damage:
+        data[_REGIONS[region](offset, len(data))] = value
+    damaged = bytes(data)
+    result: list[ExchangeDigest] = []
+    worker = threading.Thread(
+        target=lambda: result.append(fed(damaged, [c % (len(damaged) + 1) for c in cuts])),
+        daemon=True)
+    worker.start()
+    worker.join(10)
+    assert result, "the digest stalled"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / SAMPLE.update.name
+        path.write_bytes(damaged)
+        assert verdict(path, SAMPLE.key, result[0].members) == verdict(path, SAMPLE.key)
