@@ -25,10 +25,9 @@ from daemon.bus import EventBus
 from daemon.config import Config, Paths
 from daemon.events import SourceFailed
 from daemon.fsutil import atomic_write_bytes
-from daemon.intake import Intake
+from daemon.intake import Batch, Intake
 from daemon.naming import ExchangeName
 from daemon.removable.handover import (
-    Batch,
     Fingerprint,
     Handover,
     Interrupted,

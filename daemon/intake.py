@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from daemon.config import Config, Paths
 from daemon.errors import Code, Rejected, encodable
+from daemon.events import BatchFinished, UpdateQueued, UpdateRejected
 from daemon.exchange import Limits, new_digest, verify_exchange
 from daemon.fsutil import atomic_write_bytes, copy_hashing, durable_move, temp_name
 from daemon.naming import Kind, parse_name
 from daemon.queue import Item, Outcome, Queue
 from daemon.zipstream import MemberHash
+
+if TYPE_CHECKING:
+    from daemon.bus import EventBus
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,42 @@ class IntakeResult:
         if self.rejection is not None:
             result.update(self.rejection.as_dict())
         return result
+
+
+@dataclass
+class Batch:
+    """What one source handed over in one go, for one grouped notification."""
+
+    origin: str
+    queued: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    duplicates: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.queued or self.rejected or self.duplicates)
+
+    def add(self, result: IntakeResult, bus: EventBus) -> None:
+        """Count one offered file; announce it when it was queued or refused."""
+        if result.outcome is Outcome.QUEUED and result.item is not None:
+            self.queued.append(result.name)
+            bus.publish(UpdateQueued(result.item.id, result.name, result.item.dossier or "",
+                                     self.origin, result.item.etalon))
+        elif result.outcome is Outcome.DUPLICATE:
+            self.duplicates += 1
+        elif result.rejection is not None:
+            self.refused(result.name, result.rejection, bus)
+
+    def refused(self, filename: str, rejection: Rejected, bus: EventBus) -> None:
+        """Count and announce a refused file."""
+        self.rejected.append(filename)
+        reasons = rejection.as_dict()
+        bus.publish(UpdateRejected(filename, self.origin, reasons["code"], reasons["reason_fr"],
+                                   reasons["reason_en"]))
+
+    def event(self) -> BatchFinished:
+        """Return the BatchFinished event for this batch."""
+        return BatchFinished(self.origin, tuple(self.queued), tuple(self.rejected),
+                             self.duplicates)
 
 
 class Intake:

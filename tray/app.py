@@ -32,9 +32,10 @@ from daemon.context import Context
 from daemon.delivery import InboxNotConfigured, Result
 from daemon.errors import ConfigError, Rejected
 from daemon.i18n import _, ngettext
+from daemon.intake import Batch
 from daemon.naming import parse_name
 from daemon.presentation import describe_activity, format_datetime
-from daemon.queue import HistoryEntry, Line, Outcome
+from daemon.queue import HistoryEntry, Line
 from daemon.restart import (
     MIN_REMIND_MINUTES,
     AppRestarter,
@@ -468,26 +469,13 @@ class TrayFrontEnd:
         paths = [Path(p) for p in (answer or {}).get("paths", [])]
         if not paths:
             return
-        queued, rejected, duplicates = [], [], 0
-        bus = self.ctx.bus
+        batch = Batch("manual")
         for path in paths:
-            result = self.ctx.intake.import_path(path, "manual")
-            if result.outcome is Outcome.QUEUED and result.item is not None:
-                queued.append(result.name)
-                bus.publish(ev.UpdateQueued(result.item.id, result.name,
-                                            result.item.dossier or "", "manual",
-                                            result.item.etalon))
-            elif result.outcome is Outcome.DUPLICATE:
-                duplicates += 1
-            elif result.rejection is not None:
-                rejected.append(result.name)
-                reasons = result.rejection.as_dict()
-                bus.publish(ev.UpdateRejected(result.name, "manual", reasons["code"],
-                                              reasons["reason_fr"], reasons["reason_en"]))
-        bus.publish(ev.BatchFinished("manual", tuple(queued), tuple(rejected), duplicates))
-        if duplicates and not queued and not rejected:
+            batch.add(self.ctx.intake.import_path(path, "manual"), self.ctx.bus)
+        self.ctx.bus.publish(batch.event())
+        if batch.duplicates and not batch.queued and not batch.rejected:
             self.say(ngettext("This file was already received", "These files were already "
-                              "received", duplicates), None)
+                              "received", batch.duplicates), None)
 
     def _pause(self, seconds: float | None) -> None:
         until = None if seconds is None else time.time() + seconds

@@ -14,16 +14,16 @@ import stat
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from daemon.bus import EventBus
 from daemon.errors import Code, Rejected
-from daemon.events import BatchFinished, DownloadProgress, UpdateQueued, UpdateRejected
+from daemon.events import BatchFinished, DownloadProgress
 from daemon.fsutil import CHUNK, temp_name
 from daemon.i18n import _, ngettext
-from daemon.intake import Intake, IntakeResult
+from daemon.intake import Batch, Intake, IntakeResult
 from daemon.naming import ExchangeName, Kind, parse_name
 from daemon.queue import Outcome
 
@@ -135,24 +135,6 @@ class _ReadFailed(Exception):
         super().__init__(str(cause))
 
 
-@dataclass
-class Batch:
-    """What one source handed over in one go, for one grouped notification."""
-
-    origin: str
-    queued: list[str] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    duplicates: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.queued or self.rejected or self.duplicates)
-
-    def event(self) -> BatchFinished:
-        """Return the BatchFinished event for this batch."""
-        return BatchFinished(self.origin, tuple(self.queued), tuple(self.rejected),
-                             self.duplicates)
-
-
 def open_quietly(path: Path) -> int:
     """Open a file read-only without following links, blocking on a FIFO or touching atime."""
     flags = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -217,7 +199,7 @@ class Handover:
             staged.unlink(missing_ok=True)
             raise StorageFailed(origin, exc) from exc
         seen[str(path)] = fingerprint
-        self._report(result, name, origin, batch)
+        self._report(result, origin, batch)
         return Offer.TAKEN
 
     def _copy_if_new(self, fd: int, path: Path, name: ExchangeName, origin: str, batch: Batch,
@@ -321,18 +303,15 @@ class Handover:
                 last_report = now
                 self.bus.publish(DownloadProgress(origin, name.canonical, received, total))
 
-    def _report(self, result: IntakeResult, name: ExchangeName, origin: str,
-                batch: Batch) -> None:
+    def _report(self, result: IntakeResult, origin: str, batch: Batch) -> None:
         if result.outcome is Outcome.QUEUED and result.item is not None:
-            batch.queued.append(result.name)
             log.info("%s: %s queued (item %s)", origin, result.name, result.item.id)
-            self.bus.publish(UpdateQueued(result.item.id, result.name, name.dossier, origin,
-                                          result.item.etalon))
         elif result.outcome is Outcome.DUPLICATE:
-            batch.duplicates += 1
             log.info("%s: %s was already received", origin, result.name)
         elif result.rejection is not None:
-            self._announce_refusal(result.name, origin, batch, result.rejection)
+            log.warning("%s: %s refused: %s", origin, result.name,
+                        result.rejection.reason_in("en"))
+        batch.add(result, self.bus)
 
     def _refuse(self, name: ExchangeName, origin: str, batch: Batch,
                 rejection: Rejected) -> None:
@@ -341,15 +320,8 @@ class Handover:
             self.intake.queue.record_rejection(name.canonical, origin, rejection)
         except sqlite3.Error as exc:
             raise StorageFailed(origin, exc) from exc
-        self._announce_refusal(name.canonical, origin, batch, rejection)
-
-    def _announce_refusal(self, filename: str, origin: str, batch: Batch,
-                          rejection: Rejected) -> None:
-        batch.rejected.append(filename)
-        reasons = rejection.as_dict()
-        log.warning("%s: %s refused: %s", origin, filename, rejection.reason_in("en"))
-        self.bus.publish(UpdateRejected(filename, origin, reasons["code"], reasons["reason_fr"],
-                                        reasons["reason_en"]))
+        log.warning("%s: %s refused: %s", origin, name.canonical, rejection.reason_in("en"))
+        batch.refused(name.canonical, rejection, self.bus)
 
 
 def _changed(fd: int, path: Path, before: os.stat_result) -> bool:

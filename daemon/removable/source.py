@@ -20,10 +20,9 @@ from pathlib import Path
 from daemon.bus import EventBus
 from daemon.config import Config, Paths
 from daemon.events import PollFinished, PollStarted, SourceFailed
-from daemon.intake import Intake
+from daemon.intake import Batch, Intake
 from daemon.naming import ExchangeName, Kind
 from daemon.removable.handover import (
-    Batch,
     Fingerprint,
     Handover,
     Interrupted,
