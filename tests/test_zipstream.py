@@ -17,10 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import daemon.exchange
+from daemon.bus import EventBus
 from daemon.errors import Rejected
 from daemon.exchange import new_digest, verify_exchange
+from daemon.intake import Batch
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest
+from daemon.queue import Outcome
+from daemon.removable.handover import Handover, Offer, exchange_name
 from daemon.zipstream import LOCAL_HEADER, LOCAL_MAGIC, ExchangeDigest, MemberHash
 from tests import hostile
 from tests.helpers import Home
@@ -139,6 +143,31 @@ def test_the_shortcut_spares_reading_the_members_again(
     read.clear()
     assert isinstance(verdict(update, signing_key), Manifest)
     assert sorted(read) == ["b.xml", "ecritures.xml", "manifest.json", "manifest.sig"]
+
+
+def test_every_way_in_hashes_the_members_on_the_way(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+    raw_chunks = daemon.exchange._raw_chunks
+
+    def counting(handle: io.BufferedReader, entry: daemon.exchange._Entry) -> Iterator[bytes]:
+        read.append(entry.info.filename)
+        return raw_chunks(handle, entry)
+
+    monkeypatch.setattr(daemon.exchange, "_raw_chunks", counting)
+    ctx = home.context()
+    # By path (the command line, the tray's import): through fsutil.copy_hashing.
+    assert ctx.intake.import_path(home.update(), "manual").outcome is Outcome.QUEUED
+    # From a key or a watched folder: through the hand-over's own copy.
+    update = home.update()
+    name = exchange_name(update.name)
+    assert name is not None
+    batch = Batch("folder:test")
+    offer = Handover(ctx.intake, EventBus()).offer(update, name, batch.origin, batch, {},
+                                                   lambda: True)
+    assert offer is Offer.TAKEN
+    assert batch.queued == [update.name]
+    assert sorted(read) == ["manifest.json", "manifest.json", "manifest.sig", "manifest.sig"]
 
 
 def test_bytes_altered_on_the_way_are_caught(home: Home, signing_key: SigningKey) -> None:

@@ -21,11 +21,13 @@ from typing import BinaryIO
 from daemon.bus import EventBus
 from daemon.errors import Code, Rejected
 from daemon.events import BatchFinished, DownloadProgress
-from daemon.fsutil import CHUNK, temp_name
+from daemon.exchange import new_digest
+from daemon.fsutil import CHUNK, Writeback, temp_name
 from daemon.i18n import _, ngettext
 from daemon.intake import Batch, Intake, IntakeResult
 from daemon.naming import ExchangeName, Kind, parse_name
 from daemon.queue import Outcome
+from daemon.zipstream import ExchangeDigest
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +193,10 @@ class Handover:
             os.close(fd)  # before verifying: the key must be free to eject at once
         if not isinstance(taken, tuple):
             return taken
-        staged, sha256, fingerprint = taken
+        staged, digest, fingerprint = taken
         try:
-            result = self.intake.import_staged(staged, name.canonical, sha256,
-                                               fingerprint.size, origin)
+            result = self.intake.import_staged(staged, name.canonical, digest.hexdigest(),
+                                               fingerprint.size, origin, digest.members)
         except (OSError, sqlite3.Error) as exc:
             staged.unlink(missing_ok=True)
             raise StorageFailed(origin, exc) from exc
@@ -204,7 +206,7 @@ class Handover:
 
     def _copy_if_new(self, fd: int, path: Path, name: ExchangeName, origin: str, batch: Batch,
                      seen: dict[str, Fingerprint], still_there: Callable[[], bool],
-                     ) -> Offer | tuple[Path, str, Fingerprint]:
+                     ) -> Offer | tuple[Path, ExchangeDigest, Fingerprint]:
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
@@ -229,8 +231,8 @@ class Handover:
         copied = self._copy(fd, path, before, name, origin, still_there)
         if copied is None:
             return Offer.CHANGED
-        staged, sha256 = copied
-        return staged, sha256, fingerprint
+        staged, digest = copied
+        return staged, digest, fingerprint
 
     def _unreadable(self, path: Path, name: ExchangeName, origin: str, batch: Batch,
                     seen: dict[str, Fingerprint], error: OSError) -> Offer:
@@ -247,8 +249,10 @@ class Handover:
         return Offer.TAKEN
 
     def _copy(self, fd: int, path: Path, before: os.stat_result, name: ExchangeName,
-              origin: str, still_there: Callable[[], bool]) -> tuple[Path, str] | None:
-        """Copy to staging while hashing; None when the file changed meanwhile."""
+              origin: str, still_there: Callable[[], bool],
+              ) -> tuple[Path, ExchangeDigest] | None:
+        """Copy to staging while hashing (whole and member by member); None when the file
+        changed meanwhile."""
         staging = self.intake.paths.staging
         try:
             staging.mkdir(parents=True, exist_ok=True)
@@ -257,7 +261,7 @@ class Handover:
             raise StorageFailed(origin, exc) from exc
         staged = Path(out.name)
         try:
-            sha256, size = self._pump(fd, out, path, name, origin, before.st_size, still_there)
+            digest, size = self._pump(fd, out, path, name, origin, before.st_size, still_there)
             if size != before.st_size or _changed(fd, path, before):
                 log.info("%s changed while it was copied: taken again later", path)
                 out.close()
@@ -273,12 +277,13 @@ class Handover:
             out.close()
             staged.unlink(missing_ok=True)
             raise
-        return staged, sha256
+        return staged, digest
 
     def _pump(self, fd: int, out: BinaryIO, path: Path, name: ExchangeName, origin: str,
-              total: int, still_there: Callable[[], bool]) -> tuple[str, int]:
+              total: int, still_there: Callable[[], bool]) -> tuple[ExchangeDigest, int]:
         os.lseek(fd, 0, os.SEEK_SET)
-        digest = hashlib.sha256()
+        digest = new_digest(self.intake.limits)
+        writeback = Writeback(out.fileno())
         received = 0
         last_report = 0.0
         while True:
@@ -291,12 +296,13 @@ class Handover:
                     raise Interrupted(str(path)) from exc
                 raise _ReadFailed(exc) from exc
             if not chunk:
-                return digest.hexdigest(), received
-            digest.update(chunk)
+                return digest, received
             try:
                 out.write(chunk)
             except OSError as exc:
                 raise StorageFailed(origin, exc) from exc
+            digest.update(chunk)
+            writeback.wrote(len(chunk))
             received += len(chunk)
             now = time.monotonic()
             if total > CHUNK and now - last_report >= PROGRESS_INTERVAL_S:
