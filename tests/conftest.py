@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,3 +31,11 @@ def _french() -> Iterator[None]:
     i18n.setup("fr")
     yield
     i18n.setup("fr")
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """The folder for a desktop test's screenshots (PASSEUR_SHOTS keeps them)."""
+    folder = Path(os.environ.get("PASSEUR_SHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

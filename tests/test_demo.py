@@ -98,13 +98,6 @@ def x11() -> Iterator[XSession]:
         yield session
 
 
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("PASSEUR_SHOTS") or tmp_path / "shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 class Demo:
     """`passeur demo` running on the test desktop; its output read line by line."""
 

@@ -50,13 +50,6 @@ def x11() -> Iterator[XSession]:
         yield session
 
 
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("PASSEUR_SHOTS") or tmp_path / "shots")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def near(a: tuple[int, ...], b: tuple[int, ...], tolerance: int) -> bool:
     return all(abs(x - y) <= tolerance for x, y in zip(a[:3], b[:3], strict=True))
 
