@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 import struct
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.hostile import crc32_combine, stored_block_header
 
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
@@ -48,48 +49,6 @@ def _names(count: int) -> list[str]:
             digits.append(_NAME_CHARS[rest])
         names.append("".join(reversed(digits)))
     return names
-
-
-def _stored_block_header(length: int) -> bytes:
-    """A non-final stored DEFLATE block announcing `length` literal bytes."""
-    return b"\x00" + struct.pack("<HH", length, length ^ 0xFFFF)
-
-
-def _gf2_times(matrix: Sequence[int], vector: int) -> int:
-    total, row = 0, 0
-    while vector:
-        if vector & 1:
-            total ^= matrix[row]
-        vector >>= 1
-        row += 1
-    return total
-
-
-def _gf2_square(matrix: Sequence[int]) -> list[int]:
-    return [_gf2_times(matrix, matrix[n]) for n in range(32)]
-
-
-def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
-    """Return the CRC-32 of A + B from crc(A), crc(B) and len(B) (zlib's algorithm)."""
-    if length2 == 0:
-        return crc1
-    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
-    even = _gf2_square(odd)
-    odd = _gf2_square(even)
-    while True:
-        even = _gf2_square(odd)
-        if length2 & 1:
-            crc1 = _gf2_times(even, crc1)
-        length2 >>= 1
-        if not length2:
-            break
-        odd = _gf2_square(even)
-        if length2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        length2 >>= 1
-        if not length2:
-            break
-    return crc1 ^ crc2
 
 
 def _crc32_of_zeros(count: int) -> int:
@@ -141,7 +100,7 @@ def write_bomb(path: Path, members: int, noise: int, zeros: int) -> Bomb:
         offsets.append(len(body))
         body += headers[index]
         if index < members - 1:
-            body += _stored_block_header(len(headers[index + 1]))
+            body += stored_block_header(len(headers[index + 1]))
     body += kernel
     directory = bytearray()
     for index in range(members):

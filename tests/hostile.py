@@ -311,7 +311,7 @@ class Bomb:
     declared_total: int  # sum of the members' declared uncompressed sizes
 
 
-def _stored_block_header(length: int) -> bytes:
+def stored_block_header(length: int) -> bytes:
     # A non-final deflate block of type "stored": the next `length` bytes are output as is.
     return b"\x00" + struct.pack("<HH", length, length ^ 0xFFFF)
 
@@ -343,7 +343,7 @@ def overlapping_bomb(files: int = 250, kernel_size: int = 21_300_000) -> Bomb:
         entries.insert(0, entry)
         header = local_header(entry)
         quoted = header + quoted
-        tail += len(_stored_block_header(len(header))) + len(header)
+        tail += len(stored_block_header(len(header))) + len(header)
     body = bytearray()
     offsets = []
     for position, entry in enumerate(entries):
@@ -351,7 +351,7 @@ def overlapping_bomb(files: int = 250, kernel_size: int = 21_300_000) -> Bomb:
         header = local_header(entry)
         body += header
         if position + 1 < len(entries):
-            body += _stored_block_header(len(local_header(entries[position + 1])))
+            body += stored_block_header(len(local_header(entries[position + 1])))
     body += kernel
     central = b"".join(central_header(e, o) for e, o in zip(entries, offsets, strict=True))
     data = bytes(body) + central + end_of_directory(files, len(central), len(body))
