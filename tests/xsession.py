@@ -278,7 +278,12 @@ class XSession:
         return [entry for entry in self.history() if entry.get("id") not in seen]
 
     def notification_ids(self) -> set[object]:
-        """Return the ids of every notification shown so far."""
+        """Return the ids of every notification shown so far.
+
+        Those still on screen are closed first: dunst lists only closed ones in its
+        history, and one left by an earlier test would otherwise count as new.
+        """
+        self.close_notifications()
         return {entry.get("id") for entry in self.history()}
 
 
