@@ -242,6 +242,25 @@ def test_a_click_on_the_icon_opens_the_choices_and_they_work(
     assert code == 0, err
 
 
+def test_an_icon_the_tray_lets_go_asks_to_be_docked_again(
+    x11: XSession, home: Home, tmp_path: Path
+) -> None:
+    tray = start_tray(x11, home.root, tmp_path / "drop")
+    try:
+        icon = tray_icon(x11)
+        assert icon is not None
+        root = x11.run("xdotool", "search", "--maxdepth", "0", "--name", ".*").stdout.split()
+        # What a busy tray sometimes does: the icon back on the root window, undocked.
+        x11.run("xdotool", "windowreparent", icon, root[0] if root else "0", check=True)
+        # (Asked again at once: too fast to see it undocked.)
+        assert wait_for(lambda: tray_icon(x11) is not None, 10), "the icon stayed undocked"
+    finally:
+        code, err = stop_tray(tray)
+        print(err)  # shown when the test fails
+    assert code == 0, err
+    assert "the system tray let the icon go: asking it again" in err
+
+
 def test_passeur_run_on_an_unconfigured_home_shows_how_to_configure(
     x11: XSession, tmp_path: Path, shots: Path
 ) -> None:

@@ -6,7 +6,8 @@ handled here and nowhere else:
 
 - xorg has no menu (`HAS_MENU` false): the default action opens the choices dialog;
 - xorg drops transparency (black corners): the icon is flattened on a neutral grey;
-- xorg cannot dock when no system tray runs yet: we wait for one, then give up;
+- xorg cannot dock when no system tray runs yet: we wait for one, then give up; a tray
+  that lets the icon go again (back to the root window) is asked again;
 - pystray 0.19.5's xorg icon never asks X for button presses (clicks are lost), asks to
   be docked again at every picture change (the tray re-embeds it and may lose its
   picture), stretches the picture to its window, and does not flush its X connection
@@ -40,6 +41,8 @@ FLAT_BACKGROUND = (128, 128, 128)
 TRAY_WAIT_S = 30.0
 # How long to keep asking an X11 tray to take the icon.
 DOCK_WAIT_S = 10.0
+# The least time between two requests to dock again after the tray let the icon go.
+REDOCK_INTERVAL_S = 0.5
 # The size handed to backends that scale the picture themselves.
 DEFAULT_SIZE = 64
 
@@ -216,10 +219,30 @@ def _x11_icon_class(pystray: Any) -> Any:
             self._results: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
             self._dispatch_lock = threading.Lock()
             self._poker: Any = None
+            self._last_redock = -REDOCK_INTERVAL_S
             super().__init__(*args, **kwargs)
             self._window.change_attributes(
                 event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
                 | Xlib.X.ButtonPressMask)
+            self._message_handlers[Xlib.X.ReparentNotify] = self._on_reparent
+
+        def _on_reparent(self, event: Any) -> None:
+            """Ask to be docked again when the tray lets the icon go back to the root.
+
+            A tray busy with another icon leaving can drop one it has just embedded, and
+            pystray never asks again: the icon would stay an invisible 1x1 window. At most
+            one request per REDOCK_INTERVAL_S, so a tray that keeps refusing is not flooded.
+            """
+            now = time.monotonic()
+            if (not self.visible or event.window != self._window
+                    or event.parent != self._display.screen().root
+                    or now - self._last_redock < REDOCK_INTERVAL_S):
+                return
+            self._last_redock = now
+            log.info("the system tray let the icon go: asking it again")
+            self._systray_manager = None
+            self._dock_window()
+            self._display.sync()
 
         def _rewrite_implementation(self, *methods: Any) -> None:
             """Run these methods in the loop's thread, asked over a second connection.
