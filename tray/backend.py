@@ -41,8 +41,6 @@ FLAT_BACKGROUND = (128, 128, 128)
 TRAY_WAIT_S = 30.0
 # How long to keep asking an X11 tray to take the icon.
 DOCK_WAIT_S = 10.0
-# The least time between two requests to dock again after the tray let the icon go.
-REDOCK_INTERVAL_S = 0.5
 # The size handed to backends that scale the picture themselves.
 DEFAULT_SIZE = 64
 
@@ -99,11 +97,13 @@ class TrayIcon:
         self._lock = threading.Lock()
         self._running = False
         self._stopped = False
+        self._docking: threading.Thread | None = None
         if self.x11:
             self.icon = _x11_icon_class(pystray)(
                 "passeur", on_background(picture(DEFAULT_SIZE), FLAT_BACKGROUND),
                 x11_title(title), menu=self._render([]))
             self.icon.painter = picture
+            self.icon.undocked = self._dock_again
         else:
             self.icon = pystray.Icon("passeur", picture(DEFAULT_SIZE), title,
                                      menu=self._render([]))
@@ -181,6 +181,15 @@ class TrayIcon:
             self._running = False
             self._stopped = True
 
+    def _dock_again(self) -> None:
+        """Keep asking the tray to take the icon back, from a thread of its own (the X
+        loop reports the icon let go and must not wait); one such thread at a time."""
+        if self._docking is not None and self._docking.is_alive():
+            return
+        self._docking = threading.Thread(target=self._wait_until_docked, name="tray-dock",
+                                         daemon=True)
+        self._docking.start()
+
     def _wait_until_docked(self) -> None:
         deadline = time.monotonic() + DOCK_WAIT_S
         while time.monotonic() < deadline:
@@ -212,6 +221,7 @@ def _x11_icon_class(pystray: Any) -> Any:
 
     class X11Icon(base):  # type: ignore[misc, valid-type]
         painter: Picture | None = None
+        undocked: Callable[[], None] | None = None  # called in the loop's thread
         docked = False
         _icon_data: Any
 
@@ -219,7 +229,6 @@ def _x11_icon_class(pystray: Any) -> Any:
             self._results: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
             self._dispatch_lock = threading.Lock()
             self._poker: Any = None
-            self._last_redock = -REDOCK_INTERVAL_S
             super().__init__(*args, **kwargs)
             self._window.change_attributes(
                 event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask
@@ -227,22 +236,17 @@ def _x11_icon_class(pystray: Any) -> Any:
             self._message_handlers[Xlib.X.ReparentNotify] = self._on_reparent
 
         def _on_reparent(self, event: Any) -> None:
-            """Ask to be docked again when the tray lets the icon go back to the root.
+            """Report the icon let go by the tray (back on the root window).
 
             A tray busy with another icon leaving can drop one it has just embedded, and
-            pystray never asks again: the icon would stay an invisible 1x1 window. At most
-            one request per REDOCK_INTERVAL_S, so a tray that keeps refusing is not flooded.
+            pystray never asks again: the icon would stay an invisible 1x1 window. The
+            tray may also still be letting go when a first new request comes: the owner
+            keeps asking for a while, as at start.
             """
-            now = time.monotonic()
-            if (not self.visible or event.window != self._window
-                    or event.parent != self._display.screen().root
-                    or now - self._last_redock < REDOCK_INTERVAL_S):
-                return
-            self._last_redock = now
-            log.info("the system tray let the icon go: asking it again")
-            self._systray_manager = None
-            self._dock_window()
-            self._display.sync()
+            if (self.visible and self.undocked is not None and event.window == self._window
+                    and event.parent == self._display.screen().root):
+                log.info("the system tray let the icon go: asking it again")
+                self.undocked()
 
         def _rewrite_implementation(self, *methods: Any) -> None:
             """Run these methods in the loop's thread, asked over a second connection.
