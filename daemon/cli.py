@@ -522,9 +522,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("config", cmd_config, _("show the effective configuration and folders"))
     p.add_argument("--json", action="store_true", help=_("JSON output"))
 
+    from daemon.platform.commands import register as register_platform_commands
+    from daemon.send.commands import register as register_send_commands
+    from daemon.send.identity_commands import register as register_identity_commands
+    from daemon.support.commands import register as register_support_commands
     from daemon.web.commands import register as register_web_commands
 
     register_web_commands(command)
+    register_send_commands(command)
+    register_identity_commands(command)
+    register_platform_commands(command)
+    register_support_commands(command)
 
     p = command("demo", cmd_demo, _("show the whole flow in a temporary folder"))
     p.add_argument("--keep", action="store_true", help=_("keep the temporary folder"))

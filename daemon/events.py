@@ -143,18 +143,72 @@ class QueueChanged(Event):
 
 
 @dataclass(frozen=True)
-class SendFinished(Event):
-    """A dossier was sent to the accountant (or failed to be)."""
+class PauseChanged(Event):
+    """Receiving was paused (until `until`, epoch seconds; None: until resumed) or resumed."""
+
+    paused: bool
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class SendStarted(Event):
+    """Sending a dossier began (packing first, then the channel's transfer)."""
 
     dossier: str
     name: str
     channel: str
-    ok: bool
+
+
+@dataclass(frozen=True)
+class SendProgress(Event):
+    """How far a send is: `stage` is "pack" or "transfer"; bytes `done` of `total`."""
+
+    dossier: str
+    name: str
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SendFinished(Event):
+    """A dossier was sent to the accountant; `where` says where, for the user.
+
+    `ok` is always true since SendFailed exists (fields are never removed).
+    """
+
+    dossier: str
+    name: str
+    channel: str
+    ok: bool = True
     message: str = ""
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class SendFailed(Event):
+    """A send failed or was cancelled; `code` is stable, `message` is for the user."""
+
+    dossier: str
+    name: str
+    channel: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ReceiptReceived(Event):
+    """The accountant's side confirmed it received a sent dossier (signed receipt)."""
+
+    dossier: str
+    name: str
+    sha256: str
+    received_at: str
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     ServiceStarted, ServiceStopping, PollStarted, PollFinished, UpdateFound,
     DownloadProgress, UpdateQueued, UpdateRejected, BatchFinished, SourceFailed, Offline,
-    BackOnline, Delivered, RestartRequired, QueueChanged, SendFinished,
+    BackOnline, Delivered, RestartRequired, QueueChanged, PauseChanged, SendStarted,
+    SendProgress, SendFinished, SendFailed, ReceiptReceived,
 )

@@ -1,0 +1,1 @@
+"""Desktop and operating-system specifics, one module per system."""

@@ -1,0 +1,1 @@
+"""Sending the dossier to the accountant: snapshot and pack a `.wvz`, then a destination."""

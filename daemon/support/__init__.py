@@ -1,0 +1,1 @@
+"""Support: the log, and the diagnostic archive for the accountant's support."""
