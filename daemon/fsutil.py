@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,25 +52,31 @@ def is_orphan_temp(path: Path) -> bool:
 
 @contextlib.contextmanager
 def atomic_writer(final: Path,
-                  created: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
+                  created: Callable[[Path], None] | None = None,
+                  *, sync: bool = True) -> Iterator[BinaryIO]:
     """Open a temporary file that becomes `final` only once fully written and flushed.
 
     `created` is called with the temporary file's path once that name is on the disk,
-    before anything is written to it.
+    before anything is written to it. `sync=False` skips every flush to the disk: the
+    rename is still atomic (never a half file under `final`), but a power cut may bring
+    the previous version back (for notes rewritten often, made durable now and then).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(final)
     out = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
     try:
         if created is not None:
-            fsync_dir(final.parent)
+            if sync:
+                fsync_dir(final.parent)
             created(tmp)
         yield out
         out.flush()
-        os.fsync(out.fileno())
+        if sync:
+            os.fsync(out.fileno())
         out.close()
         os.replace(tmp, final)
-        fsync_dir(final.parent)
+        if sync:
+            fsync_dir(final.parent)
     except BaseException:
         # On a full disk close() fails again flushing its buffer; the temp file must
         # still go, and the first error is the one worth reporting.
@@ -213,34 +218,18 @@ def private_temp_dir(parent: Path) -> Path:
     return Path(tempfile.mkdtemp(dir=parent))
 
 
-if sys.platform == "win32":
-    import msvcrt
-
-    def _lock_descriptor(fd: int) -> None:
-        while True:
-            try:
-                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                return
-            except OSError:
-                continue  # LK_LOCK gives up after about ten seconds: keep waiting
-else:
-    import fcntl
-
-    def _lock_descriptor(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-
-
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if needed), shared by every process.
+    """Hold an exclusive lock on `path` (created if needed, 0600), shared by every process.
 
-    Blocks until the lock is free. The lock goes with the open file, so a process that
-    dies (even by kill -9) releases it.
+    Blocks until the lock is free. The lock is the system's own (flock, LockFileEx through
+    `filelock`) and goes with the open file, so a process that dies (even by kill -9)
+    releases it.
     """
+    import filelock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        _lock_descriptor(fd)
+    # preserve_lock_file: the file stays, and filelock never falls back to a marker file
+    # that a killed process would leave behind, locked for ever.
+    with filelock.FileLock(path, mode=0o600, preserve_lock_file=True):
         yield
-    finally:
-        os.close(fd)
