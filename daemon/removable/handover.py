@@ -311,12 +311,12 @@ class Handover:
 
     def _report(self, result: IntakeResult, origin: str, batch: Batch) -> None:
         if result.outcome is Outcome.QUEUED and result.item is not None:
-            log.info("%s: %s queued (item %s)", origin, result.name, result.item.id)
+            log.debug("%s: %s queued (item %s)", origin, result.name, result.item.id)
         elif result.outcome is Outcome.DUPLICATE:
             log.info("%s: %s was already received", origin, result.name)
         elif result.rejection is not None:
-            log.warning("%s: %s refused: %s", origin, result.name,
-                        result.rejection.reason_in("en"))
+            log.debug("%s: %s refused: %s", origin, result.name,
+                      result.rejection.reason_in("en"))
         batch.add(result, self.bus)
 
     def _refuse(self, name: ExchangeName, origin: str, batch: Batch,
@@ -326,7 +326,7 @@ class Handover:
             self.intake.queue.record_rejection(name.canonical, origin, rejection)
         except sqlite3.Error as exc:
             raise StorageFailed(origin, exc) from exc
-        log.warning("%s: %s refused: %s", origin, name.canonical, rejection.reason_in("en"))
+        log.debug("%s: %s refused: %s", origin, name.canonical, rejection.reason_in("en"))
         batch.refused(name.canonical, rejection, self.bus)
 
 

@@ -1,1 +1,1 @@
-"""Support: the log, and the diagnostic archive for the accountant's support."""
+"""Support: secrets kept out of logs, `passeur log`, and the diagnostic archive for support."""

@@ -9,6 +9,7 @@ from typing import Any
 import keyring
 import keyring.errors
 
+from daemon.support.redact import register_secret
 from daemon.web.failures import Failure, WebError
 
 SERVICE = "passeur"
@@ -65,10 +66,14 @@ class CredentialStore:
             text = self._keyring().get_password(SERVICE, account(dossier))
         except keyring.errors.KeyringError as exc:
             raise WebError(Failure.KEYRING, dossier=dossier, detail=type(exc).__name__) from None
-        return Credential.from_text(text) if text else None
+        credential = Credential.from_text(text) if text else None
+        if credential is not None:
+            register_secret(credential.secret)  # blanked out of every log line from now on
+        return credential
 
     def set(self, dossier: str, credential: Credential) -> None:
         """Store (or replace) the dossier's credential."""
+        register_secret(credential.secret)
         try:
             self._keyring().set_password(SERVICE, account(dossier), credential.to_text())
         except keyring.errors.KeyringError as exc:
