@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -22,8 +23,9 @@ from bench.common import Row, common_arguments, finish, fmt_mib, fmt_ratio, prin
 SETTLE_S = 5.0
 # What the service imports beyond the standard library; the bare reference imports them too.
 SAME_IMPORTS = (
-    "import daemon.cli, daemon.service, daemon.web.poller, daemon.removable, daemon.folders, "
-    "daemon.delivery, daemon.intake, requests, watchdog.observers, psutil, filelock, keyring"
+    "import daemon.cli, daemon.service, daemon.core, daemon.control.server, daemon.platform, "
+    "daemon.web.poller, daemon.removable, daemon.folders, daemon.delivery, daemon.intake, "
+    "requests, watchdog.observers, psutil, filelock, keyring"
 )
 
 
@@ -55,12 +57,21 @@ def sample(process: psutil.Process) -> tuple[float, int, int]:
             process.memory_info().rss)
 
 
-def measure(argv: list[str], env: dict[str, str], seconds: float) -> tuple[float, int, int]:
+def control_channel_open(env: dict[str, str]) -> bool:
+    """Tell whether the service answers on its control channel (`passeur status`)."""
+    result = subprocess.run([sys.executable, "-m", "daemon.cli", "status", "--json"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    return result.returncode == 0 and '"service": true' in result.stdout
+
+
+def measure(argv: list[str], env: dict[str, str], seconds: float,
+            check: Callable[[], object] = lambda: None) -> tuple[float, int, int]:
     """Run a process, let it settle, and return its (CPU s, wake-ups, RSS) over `seconds`."""
     child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
         time.sleep(SETTLE_S)
+        check()
         process = psutil.Process(child.pid)
         cpu0, switches0, _rss = sample(process)
         time.sleep(seconds)
@@ -81,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = minutes * 60
     with scratch("idle") as folder:
         env = configure(folder / "home")
-        ours = measure([sys.executable, "-m", "daemon.cli", "run", "--headless"], env, seconds)
+        opened: list[bool] = []
+        ours = measure([sys.executable, "-m", "daemon.cli", "run", "--headless"], env, seconds,
+                       lambda: opened.append(control_channel_open(env)))
         bare = measure([sys.executable, "-c", f"{SAME_IMPORTS}; import time; time.sleep(1e6)"],
                        env, seconds)
     cpu_target = 0.5 * seconds / 300  # 0.5 s per 5 minutes
@@ -91,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         Row("wake-ups per second", f"{ours[1] / seconds:.2f}", f"bare {bare[1] / seconds:.2f}",
             "", "", None),
         Row("RSS", fmt_mib(ours[2]), f"bare, same imports {fmt_mib(bare[2])}",
-            fmt_ratio(bare[2] / ours[2]), "", None),
+            fmt_ratio(bare[2] / ours[2]), "≤ 1.25× bare", ours[2] <= 1.25 * bare[2]),
+        Row("control channel open", "yes" if all(opened) else "no", "", "", "open",
+            all(opened)),
     ]
     print_table(f"idle headless service, {minutes:g} min after {SETTLE_S:g} s of start-up", rows)
     return finish("bench.idle", rows, "quick" if args.quick else "")

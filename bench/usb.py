@@ -45,7 +45,7 @@ from daemon.exchange import Source, pack_exchange
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest
 from daemon.naming import Kind
-from daemon.service import Source as ServiceSource
+from daemon.sources import Source as ServiceSource
 
 DOSSIER = "8502182"
 UPDATE_MB = 10

@@ -54,6 +54,16 @@ class EventBus:
         with self._lock:
             self._subscribers.append(_Subscriber(name, handler, kinds))
 
+    def unsubscribe(self, name: str, timeout: float = 2.0) -> None:
+        """Stop calling the subscriber(s) named `name`, once they handled what they have."""
+        with self._lock:
+            leaving = [s for s in self._subscribers if s.name == name]
+            self._subscribers = [s for s in self._subscribers if s.name != name]
+        for subscriber in leaving:
+            subscriber.inbox.put(_STOP)
+        for subscriber in leaving:
+            subscriber.thread.join(timeout)
+
     def publish(self, event: Event) -> None:
         """Hand `event` to every interested subscriber; never blocks."""
         with self._lock:

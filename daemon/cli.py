@@ -13,15 +13,19 @@ from typing import TYPE_CHECKING, Any
 from daemon import __version__, i18n
 from daemon.context import Context
 from daemon.errors import ConfigError, Rejected
-from daemon.i18n import _
+from daemon.i18n import _, ngettext
 
 if TYPE_CHECKING:
-    from daemon.queue import Line
+    from daemon.control.client import RemoteCore
+    from daemon.core import CoreAPI
     from daemon.service import Service
+    from daemon.status import Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 # The accountant's tools and the demo do not read the farmer's configuration.
-COMMANDS_WITHOUT_CONFIG = frozenset({"keygen", "pack", "publish", "demo"})
+# Nor do the commands that must work to repair it (start at login, the log, support).
+COMMANDS_WITHOUT_CONFIG = frozenset({"keygen", "pack", "publish", "collect", "demo",
+                                     "autostart", "log", "diagnose"})
 
 Handler = Callable[[Context, argparse.Namespace], int]
 
@@ -39,6 +43,24 @@ def err(text: str) -> None:
 def emit_json(value: Any) -> None:
     """Print a JSON document (stable, documented in docs/cli.md)."""
     print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def service_api(ctx: Context) -> RemoteCore | None:
+    """Return the running service's core API, or None when no service runs for this home."""
+    from daemon.control.client import RemoteCore
+
+    return RemoteCore.connect(ctx.paths)
+
+
+def core_api(ctx: Context) -> CoreAPI:
+    """Return the core API to act through: the running service's (so that the tray shows
+    the effect at once and events are published once), else a local one."""
+    remote = service_api(ctx)
+    if remote is not None:
+        return remote
+    from daemon.core import Core
+
+    return Core(ctx)
 
 
 # ---------------------------------------------------------------- keys and packing
@@ -194,6 +216,12 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
                     "removable": config.removable,
                     "watched_folders": [str(p) for p in config.watched_folders]},
         "notifications": config.notifications,
+        "send": {"max_kbps": config.send.max_kbps, "email_max_mb": config.send.email_max_mb,
+                 "objectives": list(config.send.objective_choices()),
+                 "folder": str(config.send.folder) if config.send.folder else None},
+        "email": {"smtp_host": config.email.smtp_host, "smtp_port": config.email.smtp_port,
+                  "security": config.email.security, "user": config.email.user,
+                  "from": config.email.sender, "accountant": config.email.accountant},
     }
     if args.json:
         emit_json(data)
@@ -247,7 +275,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     """Verify files and queue them."""
     from daemon.queue import Outcome
 
-    results = [ctx.intake.import_path(path, "manual") for path in args.files]
+    results = core_api(ctx).import_files(args.files)
     if args.json:
         emit_json([result.to_json() for result in results])
     for result in results if not args.json else ():
@@ -256,24 +284,9 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         elif result.outcome is Outcome.DUPLICATE:
             out(_("{file}: already received").format(file=result.name))
         else:
-            assert result.rejection is not None
             err(_("{file}: refused: {reason}").format(file=result.name,
-                                                      reason=result.rejection.reason()))
+                                                      reason=result.reason()))
     return EXIT_FAILED if any(r.outcome is Outcome.REJECTED for r in results) else EXIT_OK
-
-
-def _state_words(item: Line) -> str:
-    from daemon.queue import State
-
-    if item.state is State.WAITING and item.restart_required:
-        return _("restart required")
-    return {
-        State.RECEIVED: _("received"),
-        State.WAITING: _("to integrate"),
-        State.DELIVERED: _("integrated"),
-        State.DELETED: _("deleted"),
-        State.REJECTED: _("refused"),
-    }[item.state]
 
 
 def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
@@ -288,13 +301,15 @@ def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         emit_json([item.to_json() for item in ctx.queue.items(states)])
         return EXIT_OK
+    from daemon.presentation import state_words
+
     lines = ctx.queue.listing(states)
     if not lines:
         out(_("No update waiting to be integrated"))
         return EXIT_OK
     out(_("List of entry files to integrate"))
     for line in lines:
-        out(f"{line.id:>5}  {line.name:<28} {_local_time(line.created)}  {_state_words(line)}")
+        out(f"{line.id:>5}  {line.name:<28} {_local_time(line.created)}  {state_words(line)}")
     return EXIT_OK
 
 
@@ -311,7 +326,7 @@ def _queue_process(ctx: Context, args: argparse.Namespace) -> int:
         err(_("give item numbers, or --all"))
         return EXIT_USAGE
     try:
-        outcomes = ctx.delivery.process(None if args.all else args.ids)
+        outcomes = core_api(ctx).process(None if args.all else args.ids)
     except InboxNotConfigured:
         err(_("The application's inbox folder is not configured ([app] inbox in {path})").format(
             path=ctx.config_path))
@@ -324,12 +339,10 @@ def _queue_process(ctx: Context, args: argparse.Namespace) -> int:
         Result.NOT_WAITING: _("{file}: not waiting any more"),
     }
     if args.json:
-        emit_json([{"id": o.item.id, "file": o.item.name, "result": str(o.result)}
-                   for o in outcomes])
+        emit_json([o.to_json() for o in outcomes])
     else:
         for outcome in outcomes:
-            out(messages[outcome.result].format(file=outcome.item.name,
-                                                app=ctx.config.app.name))
+            out(messages[outcome.result].format(file=outcome.name, app=ctx.config.app.name))
     if args.ids and not outcomes:
         err(_("No such item"))
         return EXIT_FAILED
@@ -340,14 +353,13 @@ def _queue_delete(ctx: Context, args: argparse.Namespace) -> int:
     from daemon.delivery import TRASH_DAYS
 
     failed = False
-    for item_id in args.ids:
-        item = ctx.delivery.delete(item_id)
-        if item is None:
-            err(_("Item {id} is not waiting in the queue").format(id=item_id))
+    for deleted in core_api(ctx).delete(args.ids):
+        if deleted.name is None:
+            err(_("Item {id} is not waiting in the queue").format(id=deleted.id))
             failed = True
         else:
             out(_("{file}: deleted (kept in the trash for {days} days)").format(
-                file=item.name, days=TRASH_DAYS))
+                file=deleted.name, days=TRASH_DAYS))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -365,22 +377,13 @@ def cmd_journal(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def has_display() -> bool:
-    """Tell whether a graphical session is there to show a tray icon."""
-    import os
-
-    if sys.platform in ("win32", "darwin"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def serve(ctx: Context, service: Service, with_tray: bool) -> int:
     """Run a built service until Quitter or a signal: with the tray icon (the front end is
     imported only then) or headless. `passeur run` and `passeur demo` both come here.
 
     Raises AlreadyRunning when another service uses the same home.
     """
-    from daemon.service import install_signal_handlers
+    from daemon.platform import install_signal_handlers
 
     install_signal_handlers(service.stop)
     if with_tray:
@@ -396,8 +399,11 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     import logging
 
     from daemon.logs import setup_logging
+    from daemon.platform import has_display
     from daemon.service import AlreadyRunning, build_service
 
+    if _show_running_service(ctx):
+        return EXIT_OK
     ctx.paths.ensure()
     setup_logging(ctx.paths.logs, args.verbose)
     log = logging.getLogger("passeur")
@@ -412,8 +418,98 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     try:
         return serve(ctx, service, with_tray)
     except AlreadyRunning:
+        # Started at the same moment as another one: that one shows itself if it can.
+        if _show_running_service(ctx):
+            return EXIT_OK
         err(_("passeur is already running for {folder}").format(folder=ctx.paths.data))
         return EXIT_FAILED
+
+
+def _show_running_service(ctx: Context) -> bool:
+    """A second `passeur run`: ask the running one to show itself; tell whether it did."""
+    from daemon.control.client import RemoteError
+
+    remote = service_api(ctx)
+    if remote is None:
+        return False
+    try:
+        status = remote.show()
+    except (RemoteError, OSError, TimeoutError):
+        return False
+    finally:
+        remote.close()
+    out(_("passeur is already running: {state}").format(state=describe_status(status)))
+    return True
+
+
+def describe_status(status: Status) -> str:
+    """Return the status in one sentence."""
+    from daemon.pause import PauseState, describe_pause
+
+    if status.state == "paused":
+        return describe_pause(PauseState(True, status.paused_until))
+    words = {
+        "not-configured": _("to configure"),
+        "restart-required": ngettext("{n} update waits for {app} to be restarted",
+                                     "{n} updates wait for {app} to be restarted",
+                                     status.restart_required),
+        "problem": _("a problem needs your attention"),
+        "sending": _("sending {file}"),
+        "offline": _("the accountant's site cannot be reached"),
+        "waiting": ngettext("{n} update to integrate", "{n} updates to integrate",
+                            status.waiting),
+        "up-to-date": _("up to date"),
+    }
+    return words[status.state].format(n=status.restart_required or status.waiting,
+                                      app=status.app_name, file=status.sending)
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    """State, waiting updates, last check, pause, problems."""
+    from daemon.presentation import format_datetime
+
+    status = core_api(ctx).status()
+    if args.json:
+        emit_json(status.to_json())
+        return EXIT_OK
+    out(describe_status(status))
+    out(_("Service: {state}").format(
+        state=_("running") if status.service else _("not running")))
+    out(ngettext("{n} update to integrate", "{n} updates to integrate",
+                 status.waiting).format(n=status.waiting))
+    if status.last_check is not None:
+        last = format_datetime(datetime.fromtimestamp(status.last_check).astimezone())
+        out(_("Last look at the accountant's site: {time}").format(time=last))
+    for problem in status.problems:
+        out(_("Problem: {message}").format(message=problem))
+    return EXIT_OK
+
+
+def _pause_seconds(text: str) -> float:
+    """Read a pause's length: minutes ("30"), or hours and minutes ("2h", "1h30")."""
+    hours, sep, minutes = text.lower().partition("h")
+    try:
+        value = (float(hours or 0) * 60 + float(minutes or 0)) if sep else float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 7 * 24 * 60:
+        raise argparse.ArgumentTypeError(_("expected minutes, or hours as 2h or 1h30"))
+    return value * 60
+
+
+def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
+    """Pause receiving: no look at the site, no import from keys or folders."""
+    from daemon.pause import describe_pause
+
+    out(describe_pause(core_api(ctx).pause(args.duration)))
+    return EXIT_OK
+
+
+def cmd_resume(ctx: Context, args: argparse.Namespace) -> int:
+    """Receive again; what arrived during the pause is taken at once."""
+    core_api(ctx).resume()
+    out(_("Receiving again"))
+    return EXIT_OK
 
 
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
@@ -514,6 +610,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", cmd_run, _("run the always-on service"))
     p.add_argument("--headless", action="store_true", help=_("without the tray icon"))
     p.add_argument("--verbose", action="store_true", help=_("log more details"))
+
+    p = command("status", cmd_status, _("what passeur is doing now"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
+
+    p = command("pause", cmd_pause, _("pause receiving (for a while, or until resumed)"))
+    p.add_argument("duration", nargs="?", type=_pause_seconds, metavar=_("DURATION"),
+                   help=_("minutes, or hours as 2h or 1h30; without it, until resumed"))
+
+    command("resume", cmd_resume, _("receive again after a pause"))
 
     p = command("journal", cmd_journal, _("recent activity"))
     p.add_argument("--limit", type=int, default=50, help=_("how many lines"))

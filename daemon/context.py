@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from daemon.delivery import Delivery
     from daemon.intake import Intake
     from daemon.queue import Queue
-    from daemon.service import Source
 
 # Collaborators are imported when first built: a short command such as `passeur queue`
 # then loads only what it uses (start-up time is measured in bench/startup.py).
@@ -59,21 +58,6 @@ class Context:
         from daemon.bus import EventBus
 
         return EventBus()
-
-    def build_sources(self) -> list[Source]:
-        """Return the sources the configuration asks for, not yet started."""
-        from daemon.folders import FolderWatcher
-        from daemon.removable import RemovableSource
-        from daemon.web.poller import WebPoller
-
-        sources: list[Source] = []
-        if self.config.web.url:
-            sources.append(WebPoller(self.config, self.paths, self.queue, self.intake, self.bus))
-        if self.config.removable:
-            sources.append(RemovableSource(self.config, self.paths, self.intake, self.bus))
-        if self.config.watched_folders:
-            sources.append(FolderWatcher(self.config, self.paths, self.intake, self.bus))
-        return sources
 
     def reload_config(self) -> Config:
         """Forget the cached config (after the CLI edited it) and read it again."""

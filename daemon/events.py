@@ -151,6 +151,11 @@ class PauseChanged(Event):
 
 
 @dataclass(frozen=True)
+class ShowRequested(Event):
+    """Someone asked the running service to show itself (a second `passeur run`)."""
+
+
+@dataclass(frozen=True)
 class SendStarted(Event):
     """Sending a dossier began (packing first, then the channel's transfer)."""
 
@@ -209,6 +214,6 @@ class ReceiptReceived(Event):
 ALL_EVENTS: tuple[type[Event], ...] = (
     ServiceStarted, ServiceStopping, PollStarted, PollFinished, UpdateFound,
     DownloadProgress, UpdateQueued, UpdateRejected, BatchFinished, SourceFailed, Offline,
-    BackOnline, Delivered, RestartRequired, QueueChanged, PauseChanged, SendStarted,
-    SendProgress, SendFinished, SendFailed, ReceiptReceived,
+    BackOnline, Delivered, RestartRequired, QueueChanged, PauseChanged, ShowRequested,
+    SendStarted, SendProgress, SendFinished, SendFailed, ReceiptReceived,
 )

@@ -33,10 +33,10 @@ from daemon.removable.handover import (
     Interrupted,
     Offer,
     StorageFailed,
-    describe_batch,
     exchange_name,
     is_update_for,
 )
+from daemon.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,12 @@ class _Forward(FileSystemEventHandler):
                 self.watcher.file_touched(Path(os.fsdecode(raw)))
 
 
-class FolderWatcher:
+class FolderWatcher(Source):
     """Watches the configured folders and imports the updates saved into them."""
 
     def __init__(self, config: Config, paths: Paths, intake: Intake, bus: EventBus, *,
                  folders: Sequence[Path] | None = None, settle_s: float = 1.0) -> None:
+        super().__init__()
         self.config = config
         self.paths = paths
         self.bus = bus
@@ -167,6 +168,10 @@ class FolderWatcher:
     def _wait_for_work(self) -> set[Path] | None:
         """Sleep (lock held) until files are due or a rescan is asked; None when stopping."""
         while not self._stopping:
+            if self.paused:
+                # Files saved meanwhile stay due; resume() rescans and takes them then.
+                self._condition.wait()
+                continue
             now = time.monotonic()
             ready = {path for path, due in self._due.items() if due <= now}
             if ready or self._rescan:
@@ -215,8 +220,7 @@ class FolderWatcher:
         finally:
             for batch in batches.values():
                 if batch:
-                    log.info("%s", describe_batch(batch.event()))
-                    self.bus.publish(batch.event())
+                    self.bus.publish(batch.event())  # the log says it (daemon.logs)
             if self._seen != seen_before:
                 self._save_seen()
 

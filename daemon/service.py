@@ -3,42 +3,32 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sqlite3
 import threading
-from collections.abc import Callable
-from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from daemon import events as ev
 from daemon.context import Context
-from daemon.delivery import InboxNotConfigured, Result
+from daemon.core import Core
 from daemon.i18n import _
-from daemon.restart import mark_restart_required
+from daemon.sources import Source
+
+if TYPE_CHECKING:
+    from daemon.clock import ClockWatch
+    from daemon.control.server import ControlServer
 
 log = logging.getLogger(__name__)
 
 # While an update waits for the application to close, look for it this often; otherwise
 # the service sleeps until its daily maintenance.
 RESTART_WATCH_S = 2.0
-MAINTENANCE_S = 24 * 3600.0
+# The service looks at the clocks this often to notice a sleep or a clock change (the
+# only periodic wake-up of an idle service).
+CLOCK_LOOK_S = 60.0
 # After these events the service reads the queue again: an update may now wait for a
 # restart, or no longer (its own RestartRequired does not wake it, so it cannot loop).
 QUEUE_EVENTS: tuple[type[ev.Event], ...] = (ev.UpdateQueued, ev.BatchFinished, ev.Delivered,
                                             ev.QueueChanged)
-
-
-class Source(Protocol):
-    """A long-running source of updates (web endpoint, removable drives, folders)."""
-
-    def start(self) -> None:
-        """Start the source's own thread."""
-
-    def stop(self) -> None:
-        """Stop the thread and wait for it; nothing is left half-written."""
-
-    def poll_now(self) -> None:
-        """Look for updates as soon as possible (the tray's *Recevoir*)."""
 
 
 class AlreadyRunning(Exception):
@@ -46,24 +36,29 @@ class AlreadyRunning(Exception):
 
 
 class Service:
-    """Runs the sources and the restart watch until asked to stop.
+    """Runs the sources, the restart watch and the control channel until asked to stop.
 
-    The service decides which waiting updates need a restart of the application (an
-    étalon update while it runs) and publishes `RestartRequired` each time that set
-    changes, so that the log and every front end follow the same decision.
+    What the user can do goes through `core` (daemon.core.Core); the service only keeps
+    time: it follows the application's closing while updates wait for a restart, lifts a
+    timed pause when it ends, and looks for updates once after a sleep, a clock change or
+    the network's return.
     """
 
-    def __init__(self, ctx: Context, sources: list[Source]) -> None:
+    def __init__(self, ctx: Context, core: Core, clocks: ClockWatch | None = None) -> None:
         self.ctx = ctx
-        self.sources = sources
+        self._clocks = clocks
+        self.core = core
+        self.sources = core.sources
         self.stopping = threading.Event()
         self.wake = threading.Event()
-        self.held: tuple[int, ...] = ()  # the ids last announced by RestartRequired
-        self._inbox_missing_said = False
-        self._held_lock = threading.Lock()  # the service's loop and a front end may both ask
+        self.control: ControlServer | None = None
+        core.on_timers_changed = self.wake.set
 
     def run(self) -> None:
-        """Run until `stop()` is called (from a signal handler or another thread)."""
+        """Run until `stop()` is called (from a signal handler or another thread).
+
+        Raises AlreadyRunning when another service uses this home.
+        """
         from filelock import FileLock, Timeout
 
         lock = FileLock(self.ctx.paths.data / "service.lock")
@@ -77,23 +72,69 @@ class Service:
             lock.release()
 
     def _serve(self) -> None:
+        from daemon.clock import ClockWatch
+
         bus = self.ctx.bus
         self._maintenance()
+        self.core.serve()
         bus.subscribe("service", lambda event: self.wake.set(), *QUEUE_EVENTS)
+        paused = self.core.pause_state().paused  # a pause of an earlier run goes on
         for source in self.sources:
+            if paused:
+                source.pause()
             source.start()
+        self.control = self._open_control_channel()
         bus.publish(ev.ServiceStarted())
         bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
+        self._check_start_at_login()
+        clocks = self._clocks or ClockWatch()
         try:
             while not self.stopping.is_set():
                 self.follow_restart()
+                self.core.pause_state()  # lifts a timed pause that is over
+                self._after_clock_events(clocks.look())
                 self.wake.wait(self._next_wait())
                 self.wake.clear()
         finally:
             bus.publish(ev.ServiceStopping())
+            if self.control is not None:
+                self.control.close()
             for source in reversed(self.sources):
                 source.stop()
             bus.close()
+
+    def _open_control_channel(self) -> ControlServer | None:
+        from daemon.control.server import ControlServer
+
+        try:
+            server = ControlServer(self.ctx, self.core)
+            server.start()
+        except OSError as exc:
+            # The service works without it; the CLI then does the work itself.
+            log.warning(_("The local control channel cannot be opened ({reason})").format(
+                reason=exc.strerror or exc))
+            return None
+        return server
+
+    def _check_start_at_login(self) -> None:
+        """Say once when start at login, which the user asked for, was turned off elsewhere
+        (a file removed, Task Manager's Startup tab)."""
+        from daemon.platform import autostart
+
+        try:
+            turned_off = autostart.drift(self.ctx.paths)
+        except OSError as exc:
+            log.debug("start at login cannot be checked: %s", exc)
+            return
+        if turned_off:
+            self.ctx.bus.publish(ev.SourceFailed("autostart", "autostart-off", turned_off))
+
+    def _after_clock_events(self, seen: list[str]) -> None:
+        if not seen or self.core.pause_state().paused:
+            return
+        log.info("%s: looking for updates", ", ".join(seen))
+        for source in self.sources:
+            source.poll_now()
 
     def _maintenance(self) -> None:
         removed = self.ctx.queue.recover()
@@ -102,60 +143,24 @@ class Service:
         self.ctx.delivery.purge_trash()
 
     def _next_wait(self) -> float:
-        return RESTART_WATCH_S if self.held else MAINTENANCE_S
+        waits = [CLOCK_LOOK_S]
+        if self.core.held:
+            waits.append(RESTART_WATCH_S)
+        pause_left = self.core.seconds_until_pause_ends()
+        if pause_left is not None:
+            waits.append(pause_left)
+        return min(waits)
 
     def follow_restart(self) -> None:
         """Flag what waits for a restart, hand it over once the application is closed, and
         announce every change of that set (at start, on arrivals, after deliveries)."""
         try:
-            self.announce_held()
-            if self.held and self.hand_over_after_restart():
-                self.announce_held()
+            self.core.announce_held()
+            if self.core.held and self.core.hand_over_after_restart():
+                self.core.announce_held()
         except (sqlite3.Error, OSError) as exc:
             # A busy or failing disk: the next wake-up tries again.
             log.warning("cannot read the queue: %s", exc)
-
-    def announce_held(self) -> tuple[int, ...]:
-        """Flag waiting étalon updates while the application runs; publish RestartRequired
-        when the set of held updates changed (empty: nothing waits for a restart any more);
-        return the held ids. A front end may call it to have the decision at once."""
-        with self._held_lock:
-            held = mark_restart_required(self.ctx.queue, self.ctx.delivery.watcher)
-            if held != self.held:
-                self.held = held
-                self.ctx.bus.publish(ev.RestartRequired(held, self.ctx.config.app.name))
-                # The loop watches for the application's closing only while something is
-                # held: let it know when a front end's call changed that.
-                self.wake.set()
-        return held
-
-    def hand_over_after_restart(self) -> bool:
-        """Hand over the updates held for a restart once the application is closed; tell
-        whether anything was handed over.
-
-        The later updates of the same dossiers waited behind them: they go too, in order.
-        """
-        pending = self.ctx.queue.pending()
-        dossiers = {item.dossier for item in pending if item.restart_required}
-        held = [item.id for item in pending if item.dossier in dossiers]
-        if not held or self.ctx.delivery.watcher.is_running():
-            return False
-        try:
-            outcomes = self.ctx.delivery.process(held)
-        except InboxNotConfigured:
-            # Said once: the restart watch would otherwise repeat it every few seconds.
-            if not self._inbox_missing_said:
-                self._inbox_missing_said = True
-                log.warning(_("The application's inbox folder is not configured ([app] inbox "
-                              "in {path})").format(path=self.ctx.config_path))
-            return False
-        delivered = False
-        for outcome in outcomes:
-            if outcome.result is Result.DELIVERED:
-                delivered = True
-                self.ctx.bus.publish(ev.Delivered(outcome.item.id, outcome.item.name))
-        self.ctx.bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
-        return delivered
 
     def stop(self) -> None:
         """Ask the service to stop; safe from signal handlers and other threads.
@@ -167,22 +172,26 @@ class Service:
         self.wake.set()
 
 
-def install_signal_handlers(stop: Callable[[], None]) -> None:
-    """Stop cleanly on SIGTERM and SIGINT (and Ctrl+Break on Windows)."""
+def build_sources(ctx: Context) -> list[Source]:
+    """Return the sources the configuration asks for, not yet started."""
+    from daemon.folders import FolderWatcher
+    from daemon.removable import RemovableSource
+    from daemon.web.poller import WebPoller
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.info(_("Stop requested (signal {n})").format(n=signum))
-        stop()
+    sources: list[Source] = []
+    if ctx.config.web.url:
+        sources.append(WebPoller(ctx.config, ctx.paths, ctx.queue, ctx.intake, ctx.bus))
+    if ctx.config.removable:
+        sources.append(RemovableSource(ctx.config, ctx.paths, ctx.intake, ctx.bus))
+    if ctx.config.watched_folders:
+        sources.append(FolderWatcher(ctx.config, ctx.paths, ctx.intake, ctx.bus))
+    return sources
 
-    for name in ("SIGTERM", "SIGINT", "SIGBREAK", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is not None:
-            signal.signal(number, handler)
 
-
-def build_service(ctx: Context) -> Service:
-    """Compose the service from the context: one place decides which sources run."""
+def build_service(ctx: Context, sources: list[Source] | None = None) -> Service:
+    """Compose the service: the one place that decides which sources run."""
     from daemon.logs import log_event
 
     ctx.bus.subscribe("log", log_event)
-    return Service(ctx, ctx.build_sources())
+    core = Core(ctx, build_sources(ctx) if sources is None else sources)
+    return Service(ctx, core)

@@ -11,6 +11,7 @@ import pytest
 from daemon import i18n
 from daemon.keys import SigningKey
 from tests.helpers import Home, make_home
+from tests.services import _no_service_left_behind  # noqa: F401 - autouse, for every test
 
 
 @pytest.fixture(scope="session")

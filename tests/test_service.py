@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,51 +17,10 @@ from daemon import events as ev
 from daemon.bus import EventBus
 from daemon.keys import SigningKey
 from tests.helpers import Home, make_home
+from tests.services import _STARTED, served_home, start_service, stop, wait_for
 
 DEMO_APP = Path(__file__).resolve().parent.parent / "daemon" / "demo_app.py"
 STANDIN_APP = Path(__file__).resolve().parent / "standin_app.py"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-_STARTED: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_service_left_behind() -> Iterator[None]:
-    """A failed assertion must not leave a service running for the rest of the suite."""
-    yield
-    while _STARTED:
-        process = _STARTED.pop()
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=15)
-
-
-def start_service(home: Home) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run", "--headless"], env=home.env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    _STARTED.append(process)
-    log = home.root / "logs" / "passeur.log"
-    before = log.read_text().count("passeur démarré") if log.exists() else 0
-    assert wait_for(lambda: log.exists() and log.read_text().count("passeur démarré") > before), (
-        process.poll(), log.read_text() if log.exists() else "")
-    return process
-
-
-def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
-    _out, err = process.communicate(timeout=15)
-    return process.returncode, err
 
 
 def test_service_stops_cleanly_on_sigterm_and_sigint(home: Home) -> None:
@@ -74,12 +32,13 @@ def test_service_stops_cleanly_on_sigterm_and_sigint(home: Home) -> None:
         assert "passeur s'arrête" in err
 
 
-def test_only_one_service_per_home(home: Home) -> None:
+def test_a_second_run_asks_the_running_service_to_show_itself(home: Home) -> None:
     process = start_service(home)
     try:
         second = home.passeur("run", "--headless", timeout=15)
-        assert second.returncode == 1
-        assert "passeur est déjà lancé" in second.stderr
+        assert second.returncode == 0, second.stderr
+        assert "passeur est déjà lancé : à jour" in second.stdout
+        assert process.poll() is None, "the running service goes on"
     finally:
         assert stop(process)[0] == 0
 
@@ -157,22 +116,7 @@ def test_events_are_immutable(event_type: type[ev.Event]) -> None:
 
 
 def test_the_service_receives_what_the_accountant_publishes(home: Home, tmp_path: Path) -> None:
-    from tests.faultserver import configure_web, keyring_env
-    from tests.nginx import Nginx
-
-    server = Nginx(tmp_path / "nginx")
-    server.add_user("8502182", "gaec", "secret")
-    server.start()
-    try:
-        configure_web(home, server.base_url)
-        env = home.env | keyring_env(tmp_path / "keyring")
-        login = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", "login", "8502182", "--user", "gaec",
-             "--password-stdin", "--no-check"],
-            input="secret\n", env=env, text=True, capture_output=True, timeout=30, check=False)
-        assert login.returncode == 0, login.stderr
-        key_file = tmp_path / "firm.pem"
-        home.key.save(key_file)
+    with served_home(home, tmp_path) as (server, env, key_file):
         update = home.update(1, etalon=True)
         published = home.passeur("publish", "--repo", str(server.repo), "--key", str(key_file),
                                  str(update))
@@ -188,8 +132,6 @@ def test_the_service_receives_what_the_accountant_publishes(home: Home, tmp_path
         assert f"{update.name} reçu et mis en attente — contient des dossiers étalons" in err
         assert "secret" not in err
         assert "secret" not in (home.root / "logs" / "passeur.log").read_text()
-    finally:
-        server.stop()
 
 
 def test_the_service_announces_an_etalon_held_while_the_app_runs_not_a_normal_update(

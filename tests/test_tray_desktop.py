@@ -383,3 +383,49 @@ def test_without_a_usable_display_the_service_runs_headless(home: Home, tmp_path
         code, err = stop_tray(process)
         print(err)
     assert code == 0, err
+
+
+def test_the_cli_acts_through_the_tray_s_service_and_the_icon_follows_at_once(
+    x11: XSession, home: Home, tmp_path: Path, shots: Path
+) -> None:
+    look = TrayLook(x11, shots)
+    tray = start_tray(x11, home.root, tmp_path / "drop")
+    env = tray_env(x11.env, home.root)
+
+    def passeur(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon.cli", *args], env=env, cwd=ROOT,
+                              text=True, capture_output=True, timeout=60, check=False)
+
+    try:
+        look.wait_for(Status.UP_TO_DATE, "control-01-up-to-date")
+        updates = [home.update() for _ in range(3)]
+        drop(home, tmp_path / "drop", *updates)
+        look.wait_for(Status.WAITING, "control-02-three-waiting")
+        assert wait_for(lambda: look.tooltip().startswith("3 mises à jour"), 5), look.tooltip()
+
+        # A fourth from the terminal: the service imports it, the badge says 4.
+        fourth = home.update()
+        assert passeur("import", str(fourth)).returncode == 0
+        assert wait_for(lambda: look.tooltip().startswith("4 mises à jour"), 10), look.tooltip()
+        look.picture("control-03-four-waiting")
+
+        handed = passeur("queue", "process", "--all")
+        assert handed.returncode == 0, handed.stderr
+        done = look.wait_for(Status.UP_TO_DATE, "control-04-all-handed")
+        assert look.badge_pixels(done) == 0
+        assert look.tooltip().startswith("À jour"), look.tooltip()
+
+        # A second `passeur run` asks this one to show itself, and ends at once: this tray
+        # (XEmbed, no menu) opens its choices.
+        second = passeur("run")
+        assert second.returncode == 0, second.stderr
+        assert "passeur est déjà lancé : à jour" in second.stdout
+        choices = x11.wait_window("passeur")
+        x11.screenshot(shots / "control-05-show-yourself.png")
+        x11.keys(choices, "Escape")
+    finally:
+        code, err = stop_tray(tray)
+        print(err)
+    assert code == 0, err
+    log = (home.root / "logs" / "passeur.log").read_text("utf-8")
+    assert log.count("remis à l'application") == 4, "one Delivered per update, no duplicate"

@@ -6,7 +6,7 @@ import pytest
 
 from daemon import events as ev
 from tray.menu import Action, Entry, build_menu, flatten, primary_action
-from tray.state import ConfigChecked, Paused, QueueSnapshot, TrayState, reduce
+from tray.state import ConfigChecked, QueueSnapshot, TrayState, reduce
 
 DOSSIERS = [("8502182", "GAEC LE GUYON")]
 
@@ -57,7 +57,7 @@ def test_restart_entry_only_when_needed() -> None:
 
 
 def test_pause_becomes_resume() -> None:
-    entries = build_menu(reduce(TrayState(), Paused(None)), "Isacompta", DOSSIERS)
+    entries = build_menu(reduce(TrayState(), ev.PauseChanged(True, None)), "Isacompta", DOSSIERS)
     resume = by_action(entries, Action.RESUME)
     assert (resume.label, resume.default) == ("Reprendre", True)
     assert "Pause" not in labels(entries)

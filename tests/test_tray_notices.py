@@ -108,7 +108,7 @@ def test_sent_dossiers() -> None:
     policy = NoticePolicy(ALL_ON)
     ok = policy.decide(ev.SendFinished("8502182", "8502182-20201027171147.wvz", "web", True))
     assert ok is not None
-    assert ok.message == "Le dossier 8502182 a été envoyé au comptable"
+    assert ok.message == "Dossier 8502182 envoyé à votre comptable"
     failed = policy.decide(ev.SendFinished("8502182", "x.wvz", "web", False, "délai dépassé"))
     assert failed is not None
     assert failed.message == "Le dossier 8502182 n'a pas pu être envoyé : délai dépassé"

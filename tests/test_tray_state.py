@@ -11,11 +11,8 @@ from daemon import events as ev
 from daemon import i18n
 from tray.state import (
     ConfigChecked,
-    Paused,
     ProblemsSeen,
     QueueSnapshot,
-    Resumed,
-    SendStarted,
     Status,
     Transfer,
     TrayState,
@@ -46,8 +43,8 @@ def test_a_fresh_state_is_up_to_date() -> None:
     ((ConfigChecked(False),), Status.TO_CONFIGURE),
     ((QueueSnapshot(1), held(7)), Status.RESTART_REQUIRED),
     ((ev.SourceFailed("web", "auth", "Mot de passe refusé"),), Status.ERROR),
-    ((Paused(None),), Status.PAUSED),
-    ((SendStarted("8502182", "8502182-20201027171147.wvz"),), Status.SENDING),
+    ((ev.PauseChanged(True, None),), Status.PAUSED),
+    ((ev.SendStarted("8502182", "8502182-20201027171147.wvz", "web"),), Status.SENDING),
     ((ev.UpdateFound("web", "8502182", "a.wwz", 100),), Status.RECEIVING),
     ((QueueSnapshot(2),), Status.WAITING),
     ((ev.Offline("web", "timeout"),), Status.OFFLINE),
@@ -63,8 +60,8 @@ def test_the_most_urgent_status_wins() -> None:
         (ev.Offline("web", "timeout"), Status.OFFLINE),
         (QueueSnapshot(2), Status.WAITING),
         (ev.UpdateFound("usb", "8502182", "b.wwz", 10), Status.RECEIVING),
-        (SendStarted("8502182", "x.wvz"), Status.SENDING),
-        (Paused(None), Status.PAUSED),
+        (ev.SendStarted("8502182", "x.wvz", "web"), Status.SENDING),
+        (ev.PauseChanged(True, None), Status.PAUSED),
         (ev.SourceFailed("usb", "disk-full", "Disque plein"), Status.ERROR),
         (held(4), Status.RESTART_REQUIRED),
         (ConfigChecked(False), Status.TO_CONFIGURE),
@@ -130,14 +127,14 @@ def test_a_problem_stays_until_seen_or_the_source_recovers() -> None:
 
 
 def test_pause_and_resume() -> None:
-    paused = play(QueueSnapshot(2), Paused(T0 + 3600))
+    paused = play(QueueSnapshot(2), ev.PauseChanged(True, T0 + 3600))
     assert (paused.status, paused.badge) == (Status.PAUSED, 2)
-    resumed = reduce(paused, Resumed())
+    resumed = reduce(paused, ev.PauseChanged(False))
     assert (resumed.status, resumed.paused_until) == (Status.WAITING, None)
 
 
 def test_sending_ends_with_send_finished() -> None:
-    state = play(SendStarted("8502182", "x.wvz"))
+    state = play(ev.SendStarted("8502182", "x.wvz", "web"))
     assert reduce(state, ev.SendFinished("8502182", "x.wvz", "web", True)).status is (
         Status.UP_TO_DATE)
 
@@ -157,7 +154,7 @@ def test_tooltip_says_it_in_words() -> None:
     offline = play(QueueSnapshot(1), ev.Offline("web", "x"))
     assert tooltip(offline, "Isacompta", TODAY) == (
         "1 mise à jour à intégrer — Le site du comptable ne répond pas")
-    paused = play(QueueSnapshot(1), Paused(None))
+    paused = play(QueueSnapshot(1), ev.PauseChanged(True, None))
     assert tooltip(paused, "Isacompta", TODAY) == (
         "En pause jusqu'à reprise — 1 mise à jour à intégrer")
     receiving = play(ev.DownloadProgress("web", "a.wwz", 1, 4))
@@ -171,7 +168,7 @@ def test_tooltip_in_english_and_dated_when_not_today() -> None:
     state = play(ev.PollFinished("web", False, at=T0))
     assert tooltip(state, "Isacompta", datetime(2026, 3, 3, 9, 0)) == (
         "Up to date — last check 03-02 14:05")
-    assert tooltip(play(Paused(None)), "Isacompta") == "Paused until resumed"
+    assert tooltip(play(ev.PauseChanged(True, None)), "Isacompta") == "Paused until resumed"
 
 
 def test_tooltip_is_never_longer_than_windows_allows() -> None:

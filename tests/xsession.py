@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from daemon.sources import Source
+
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_TOOLS = {
     "Xvfb": "xvfb", "trayer": "trayer", "xdotool": "xdotool", "import": "imagemagick",
@@ -304,7 +306,7 @@ def desktop(dunst_rules: str = "") -> Iterator[XSession]:
 # ---------------------------------------------------------------- the tray under test
 
 
-class DropSource:
+class DropSource(Source):
     """A source of the tests' own: the files put in a folder arrive as one batch.
 
     A test copies update files into the folder, then creates `go`; the source imports
@@ -315,6 +317,7 @@ class DropSource:
         from daemon.context import Context
 
         assert isinstance(ctx, Context)
+        super().__init__()
         self.ctx = ctx
         self.folder = folder
         self._stop = threading.Event()
@@ -338,7 +341,7 @@ class DropSource:
     def _run(self) -> None:
         go = self.folder / "go"
         while not self._stop.wait(0.1):
-            if go.exists():
+            if go.exists() and not self.paused:
                 go.unlink()
                 self._batch()
 
@@ -372,7 +375,8 @@ def launch(home: Path, drop: Path) -> int:
     from daemon import i18n
     from daemon.context import Context
     from daemon.logs import setup_logging
-    from daemon.service import build_service, install_signal_handlers
+    from daemon.platform import install_signal_handlers
+    from daemon.service import build_service
     from tray.app import run_with_tray
 
     # A hung launcher shows where each thread is on SIGUSR1 (stop_tray sends it).

@@ -10,14 +10,10 @@ the service's `ServiceStopping`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,23 +21,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from daemon import config_edit, i18n
+from daemon import config_edit, i18n, platform
 from daemon import events as ev
 from daemon.config import Config
 from daemon.context import Context
+from daemon.core import ReceivingPaused
 from daemon.delivery import InboxNotConfigured, Result
 from daemon.errors import ConfigError, Rejected
 from daemon.i18n import _, ngettext
-from daemon.intake import Batch
 from daemon.naming import parse_name
 from daemon.presentation import describe_activity, format_datetime
-from daemon.queue import HistoryEntry, Line
+from daemon.queue import HistoryEntry, Line, Outcome
 from daemon.restart import (
     MIN_REMIND_MINUTES,
-    AppRestarter,
     RestartOutcome,
     RestartReport,
-    RestartSettings,
     describe_report,
     seconds_until_reminder,
 )
@@ -53,10 +47,8 @@ from tray.notices import Notice, NoticePolicy, etalon_message
 from tray.notifier import LogNotifier, Notifier, choose_notifier
 from tray.state import (
     ConfigChecked,
-    Paused,
     ProblemsSeen,
     QueueSnapshot,
-    Resumed,
     Status,
     TrayState,
     clock,
@@ -101,34 +93,18 @@ def is_configured(config: Config) -> bool:
     return bool(config.dossiers and config.trusted_keys)
 
 
-def open_with_system(path: Path) -> bool:
-    """Open a file or folder with the user's default program; False when that fails."""
-    try:
-        if sys.platform == "win32":
-            os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606 - the user's own file
-            return True
-        opener = "open" if sys.platform == "darwin" else "xdg-open"
-        subprocess.Popen([opener, str(path)], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
-    except OSError as exc:
-        log.info("cannot open %s: %s", path, exc)
-        return False
-    return True
-
-
 class TrayFrontEnd:
     """Holds the tray state and turns events and clicks into pictures, words and commands."""
 
     def __init__(self, ctx: Context, service: Service) -> None:
         self.ctx = ctx
         self.service = service
+        self.core = service.core
         config = ctx.config
         self.app_name = config.app.name
         self.dossiers = [(d.number, d.name) for d in config.dossiers]
         self.policy = NoticePolicy(config.notifications)
-        self.restart_settings = _restart_settings(ctx.config_path)
-        self.restarter = AppRestarter(ctx.delivery, config.app, self.restart_settings)
+        self.restart_settings = self.core.restarter().settings
         self.dialogs = Dialogs(i18n.current_language())
         self.state = TrayState(configured=is_configured(config))
         self.notifier: Notifier = LogNotifier()
@@ -138,7 +114,6 @@ class TrayFrontEnd:
         self._restarting = threading.Lock()
         self._shown: tuple[Any, ...] | None = None
         self._busy: set[str] = set()
-        self._pause_timer: threading.Timer | None = None
         self._reminder: threading.Timer | None = None
         self._prompted: set[int] = set()
         self._announced: set[str] = set()
@@ -234,9 +209,8 @@ class TrayFrontEnd:
         # Joined in slices so that a signal reaches its handler on every platform.
         while thread is not None and thread.is_alive():
             thread.join(60)
-        for timer in (self._pause_timer, self._reminder):
-            if timer is not None:
-                timer.cancel()
+        if self._reminder is not None:
+            self._reminder.cancel()
         self.dialogs.close_all()
         self.notifier.close()
         if self._failure is not None:
@@ -252,6 +226,8 @@ class TrayFrontEnd:
         if isinstance(event, ev.ServiceStopping):
             self._stop_icon()
             return
+        if isinstance(event, ev.ShowRequested):
+            self._show_yourself()
         self.feed(event)
         if isinstance(event, QUEUE_EVENTS):
             self.refresh_queue()
@@ -281,7 +257,7 @@ class TrayFrontEnd:
         # The service's RestartRequired for these may still be on its way: ask the service
         # for its decision now, so that the "received" notice is not shown before it.
         try:
-            held = {item.name for item in map(self.ctx.queue.get, self.service.announce_held())
+            held = {item.name for item in map(self.ctx.queue.get, self.core.announce_held())
                     if item is not None}
         except (sqlite3.Error, OSError) as exc:
             log.warning("cannot read the queue: %s", exc)
@@ -357,7 +333,7 @@ class TrayFrontEnd:
 
     def perform(self, action: Action, arg: str = "") -> None:
         """Do what the user chose, away from the icon's thread (windows take time)."""
-        handlers: dict[Action, Callable[[], None]] = {
+        handlers: dict[Action, Callable[[], object]] = {
             Action.RECEIVE_NOW: self._receive_now,
             Action.OPEN_QUEUE: self._open_queue,
             Action.RESTART_APP: self._prompt_restart,
@@ -365,9 +341,9 @@ class TrayFrontEnd:
             Action.SEND_DOSSIER: lambda: log.info("sending dossier %s is not available yet",
                                                   arg),
             Action.IMPORT_FILE: self._import_files,
-            Action.PAUSE_HOUR: lambda: self._pause(PAUSE_HOUR_S),
-            Action.PAUSE_UNTIL_RESUMED: lambda: self._pause(None),
-            Action.RESUME: self._resume,
+            Action.PAUSE_HOUR: lambda: self.core.pause(PAUSE_HOUR_S),
+            Action.PAUSE_UNTIL_RESUMED: lambda: self.core.pause(None),
+            Action.RESUME: self.core.resume,
             Action.JOURNAL: self._journal,
             Action.SETTINGS: self._settings,
             Action.QUIT: self.service.stop,
@@ -421,13 +397,27 @@ class TrayFrontEnd:
         if is_configured(config) != self.state.configured:
             self.feed(ConfigChecked(is_configured(config)))
 
+    def _show_yourself(self) -> None:
+        """A second `passeur run` asked: the choices where there is no menu, else the
+        status in a notification."""
+        icon = self.icon
+        if icon is not None and not icon.has_menu:
+            self._in_background("choices", self._choices)
+            return
+        with self._lock:
+            state = self.state
+        self.say(_("passeur is running: {status}").format(
+            status=tooltip(state, self.app_name)), None)
+
     def _receive_now(self) -> None:
-        if not self.service.sources:
+        if not self.core.sources:
             self.say(_("No source of updates is configured yet: add the accountant's web "
                        "address in Settings, or import a file."), Action.SETTINGS)
             return
-        for source in self.service.sources:
-            source.poll_now()
+        try:
+            self.core.receive_now()
+        except ReceivingPaused:
+            self.say(_("Receiving is paused: resume it to look for updates."), Action.RESUME)
 
     def _open_queue(self) -> None:
         lines = self.ctx.queue.listing()
@@ -443,24 +433,17 @@ class TrayFrontEnd:
 
     def _apply_queue_choices(self, process: list[int], delete: list[int]) -> None:
         """*Supprimer* first (it may free the way for later updates), then *Traiter*."""
-        problems = []
-        for item_id in delete:
-            if self.ctx.delivery.delete(item_id) is None:
-                problems.append(_("Item {id} is not waiting in the queue").format(id=item_id))
+        problems = [_("Item {id} is not waiting in the queue").format(id=deleted.id)
+                    for deleted in self.core.delete(delete) if deleted.name is None]
         if process:
             try:
-                outcomes = self.ctx.delivery.process(process)
+                handed = self.core.process(process)
             except InboxNotConfigured:
-                outcomes = []
+                handed = []
                 problems.append(_("The application's inbox folder is not configured ([app] "
                                   "inbox in {path})").format(path=self.ctx.config_path))
-            for outcome in outcomes:
-                if outcome.result is Result.DELIVERED:
-                    self.ctx.bus.publish(ev.Delivered(outcome.item.id, outcome.item.name))
-                elif outcome.result is Result.HELD:
-                    problems.append(_("{file}: waits for the previous update of the "
-                                      "dossier").format(file=outcome.item.name))
-        self.ctx.bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
+            problems += [_("{file}: waits for the previous update of the dossier").format(
+                file=one.name) for one in handed if one.result is Result.HELD]
         if problems:
             self.say("\n".join(problems))
 
@@ -469,43 +452,16 @@ class TrayFrontEnd:
         paths = [Path(p) for p in (answer or {}).get("paths", [])]
         if not paths:
             return
-        batch = Batch("manual")
-        for path in paths:
-            batch.add(self.ctx.intake.import_path(path, "manual"), self.ctx.bus)
-        self.ctx.bus.publish(batch.event())
-        if batch.duplicates and not batch.queued and not batch.rejected:
+        results = self.core.import_files(paths)
+        if all(one.outcome is Outcome.DUPLICATE for one in results):
             self.say(ngettext("This file was already received", "These files were already "
-                              "received", batch.duplicates), None)
-
-    def _pause(self, seconds: float | None) -> None:
-        until = None if seconds is None else time.time() + seconds
-        with self._lock:
-            if self._pause_timer is not None:
-                self._pause_timer.cancel()
-            self._pause_timer = None
-            if seconds is not None:
-                self._pause_timer = _timer(seconds, self._resume)
-        for source in self.service.sources:
-            pause = getattr(source, "pause", None)
-            if callable(pause):
-                pause()
-        self.feed(Paused(until))
-
-    def _resume(self) -> None:
-        with self._lock:
-            if self._pause_timer is not None:
-                self._pause_timer.cancel()
-            self._pause_timer = None
-        for source in self.service.sources:
-            resume = getattr(source, "resume", None)
-            if callable(resume):
-                resume()
-        self.feed(Resumed())
+                              "received", len(results)), None)
 
     def _journal(self) -> None:
         with self._lock:
             problems = [f"{clock(p.at)}  {p.message}" for p in reversed(self.state.problems)]
-        lines = [_journal_line(entry) for entry in self.ctx.queue.history(JOURNAL_LINES)]
+        lines = [_journal_line(entry) for entry in self.core.journal(JOURNAL_LINES)]
+        self.core.problems_seen()
         self.feed(ProblemsSeen())
         self._ask("journal", {"problems": problems, "lines": lines})
 
@@ -515,7 +471,7 @@ class TrayFrontEnd:
             config_edit.ensure_config(path)
         except (OSError, ConfigError) as exc:
             log.warning("cannot create %s: %s", path, exc)
-        if not open_with_system(path):
+        if not platform.open_with_system(path):
             self._ask("message", {"title": _("Settings"), "message": _(
                 "The settings are in this file; open it with a text editor:\n{path}").format(
                     path=path)})
@@ -552,7 +508,7 @@ class TrayFrontEnd:
         with self._lock:
             self._last_prompt = time.monotonic()
             self._cancel_reminder()
-        held = self.restarter.held_items()
+        held = self.core.restarter().held_items()
         answer = self._ask("restart", {
             "app": self.app_name,
             "message": etalon_message(),
@@ -578,7 +534,7 @@ class TrayFrontEnd:
             self._restarting.release()
 
     def _restart_now_once(self) -> None:
-        report = self.restarter.restart()
+        report = self.core.restart_app()
         if report.outcome is RestartOutcome.STILL_RUNNING:
             seconds = self.restart_settings.close_timeout_seconds
             answer = self._ask("confirm", {
@@ -599,17 +555,10 @@ class TrayFrontEnd:
                                app=self.app_name), Action.RESTART_APP)
                 self._schedule_reminder()
                 return
-            report = self.restarter.force_close(report.pids)
+            report = self.core.restart_app(force_pids=report.pids)
         self._after_restart(report)
 
     def _after_restart(self, report: RestartReport) -> None:
-        for item in report.delivered:
-            self.ctx.bus.publish(ev.Delivered(item.id, item.name))
-        if report.outcome is not RestartOutcome.STILL_RUNNING:
-            with contextlib.suppress(sqlite3.Error):
-                self.ctx.queue.log("restarted", app=self.app_name, outcome=str(report.outcome),
-                                   delivered=len(report.delivered))
-        self.ctx.bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
         self.say(describe_report(report, self.app_name))
         if report.outcome is RestartOutcome.STILL_RUNNING:
             self._schedule_reminder()
@@ -637,14 +586,6 @@ class TrayFrontEnd:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _restart_settings(path: Path) -> RestartSettings:
-    try:
-        return RestartSettings.load(path)
-    except ConfigError as exc:
-        log.warning("%s", exc.message())
-        return RestartSettings()
 
 
 def _timer(seconds: float, action: Callable[[], None]) -> threading.Timer:

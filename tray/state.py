@@ -48,30 +48,10 @@ class QueueSnapshot(ev.Event):
 
 
 @dataclass(frozen=True)
-class Paused(ev.Event):
-    """The user paused passeur, until `until` (epoch seconds) or until resumed (None)."""
-
-    until: float | None = None
-
-
-@dataclass(frozen=True)
-class Resumed(ev.Event):
-    """The pause ended (by the user or at its deadline)."""
-
-
-@dataclass(frozen=True)
 class ConfigChecked(ev.Event):
     """Whether the configuration lets passeur receive anything yet."""
 
     configured: bool
-
-
-@dataclass(frozen=True)
-class SendStarted(ev.Event):
-    """The front end started sending a dossier (ends with the core's SendFinished)."""
-
-    dossier: str
-    name: str
 
 
 @dataclass(frozen=True)
@@ -170,12 +150,8 @@ def _inputs(state: TrayState, event: ev.Event) -> TrayState | None:
             return replace(state, waiting=waiting)
         case ConfigChecked(configured=configured):
             return replace(state, configured=configured)
-        case Paused(until=until):
-            return replace(state, paused=True, paused_until=until)
-        case Resumed():
-            return replace(state, paused=False, paused_until=None)
-        case SendStarted(name=name):
-            return replace(state, sending=Transfer(name))
+        case ev.PauseChanged(paused=paused, until=until):
+            return replace(state, paused=paused, paused_until=until if paused else None)
         case ProblemsSeen():
             return replace(state, problems=())
     return None
@@ -205,7 +181,11 @@ def _transfers(state: TrayState, event: ev.Event) -> TrayState | None:
             return replace(state, receiving=Transfer(name, received, total))
         case ev.PollFinished():
             return replace(state, receiving=None, last_check=event.at)
-        case ev.SendFinished():
+        case ev.SendStarted(name=name):
+            return replace(state, sending=Transfer(name))
+        case ev.SendProgress(name=name, stage="transfer", done=done, total=total):
+            return replace(state, sending=Transfer(name, done, total))
+        case ev.SendFinished() | ev.SendFailed():
             return replace(state, sending=None)
     return None
 

@@ -28,10 +28,10 @@ from daemon.removable.handover import (
     Interrupted,
     Offer,
     StorageFailed,
-    describe_batch,
     exchange_name,
 )
 from daemon.removable.volumes import Volume, VolumeMonitor, platform_monitor
+from daemon.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +82,14 @@ class _Session:
     started: bool = False  # PollStarted sent, PollFinished owed
 
 
-class RemovableSource:
+class RemovableSource(Source):
     """Imports the updates found on removable drives as they are plugged in."""
 
     def __init__(self, config: Config, paths: Paths, intake: Intake, bus: EventBus, *,
                  media_roots: Sequence[Path] | None = None,
                  monitor_factory: Callable[[], VolumeMonitor] | None = None,
                  settle_s: float = 1.0, incomplete_wait_s: float = 120.0) -> None:
+        super().__init__()
         self.config = config
         self.paths = paths
         self.bus = bus
@@ -176,6 +177,9 @@ class RemovableSource:
             session = self._sessions.pop(key)
             log.info("removable drive %s removed", session.volume.name)
             self._finish(session)
+        if self.paused:
+            # A key plugged in meanwhile stays unknown: resume() rescans and takes it then.
+            return
         rescan = self._rescan.is_set()
         self._rescan.clear()
         now = time.monotonic()
@@ -263,8 +267,7 @@ class RemovableSource:
         """Publish what a volume gave since its last batch (one event per key)."""
         batch = session.batch
         if batch:
-            log.info("%s", describe_batch(batch.event()))
-            self.bus.publish(batch.event())
+            self.bus.publish(batch.event())  # the log says it (daemon.logs.log_event)
         if session.started:
             self.bus.publish(PollFinished(session.volume.origin, bool(batch),
                                           len(batch.queued)))
