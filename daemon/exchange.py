@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from daemon.errors import Code, Rejected
 from daemon.fsutil import CHUNK, atomic_writer
@@ -35,6 +36,12 @@ from daemon.zipstream import (
     MemberHash,
     MemberReader,
 )
+
+if TYPE_CHECKING:
+    from daemon.zipwrite import MemberPipeline, Ticket, ZipWriter
+
+# daemon.zipwrite (and its thread pool) is imported by the writing functions only: reading
+# an exchange file is what the short commands do, and they start faster without it.
 
 _END_RECORD = struct.Struct("<4sHHHHIIH")
 _END_MAGIC = b"PK\x05\x06"
@@ -209,7 +216,7 @@ def _check_entries(
         # orig_filename: zipfile cuts `filename` at the first NUL, hiding what follows.
         check_member_path(info.orig_filename)
         _check_entry_kind(info)
-    _check_unique_names(infos)
+    check_unique_names(info.filename for info in infos)
     entries = {info.filename: _locate(handle, info) for info in infos}
     # Overlap first: the overlapping-entries bomb also has absurd ratios and sizes, but
     # this is what it is, and it is found in time linear in the number of headers.
@@ -229,12 +236,11 @@ def _check_entry_kind(info: zipfile.ZipInfo) -> None:
         raise Rejected(Code.UNSUPPORTED_COMPRESSION, info.filename)
 
 
-def _check_unique_names(infos: Iterable[zipfile.ZipInfo]) -> None:
+def check_unique_names(names: Iterable[str]) -> None:
     """Refuse two entries that would land on the same file, or a file where a folder goes."""
     seen: set[str] = set()
     folded: dict[str, str] = {}
-    for info in infos:
-        name = info.filename
+    for name in names:
         if name in seen:
             raise Rejected(Code.MEMBER_DUPLICATE, name)
         seen.add(name)
@@ -418,34 +424,49 @@ def pack_exchange(
     """Write a signed exchange file into `out_dir` and return its path.
 
     The manifest's `files` and `key_id` are filled in here from the sources and the key.
+    Every member is deflated (on every core), or stored with `store`.
     """
+    from daemon.zipwrite import Compression, MemberPipeline, ZipWriter
+
     sources = list(sources)
     for source in sources:
         check_member_path(source.path)
     name = make_name(manifest.dossier, manifest.generated_at, manifest.kind)
     final = out_dir / name
-    method = zipfile.ZIP_STORED if store else zipfile.ZIP_DEFLATED
-    with atomic_writer(final) as out, zipfile.ZipFile(out, "w", method, compresslevel=6) as zf:
-        members = tuple(_write_member(zf, source) for source in sources)
-        signed = _with_files(manifest, members, key.public.key_id)
-        body = signed.to_json()
-        zf.writestr(MANIFEST_NAME, body)
-        zf.writestr(SIGNATURE_NAME, key.sign(MANIFEST_CONTEXT + body), zipfile.ZIP_STORED)
+    compression = Compression.STORE if store else Compression.DEFLATE
+    with atomic_writer(final) as out, ZipWriter(out) as writer:
+        with MemberPipeline(writer, compression) as pipeline:
+            tickets = [_add_source(pipeline, source) for source in sources]
+            pipeline.finish()
+        members = tuple(Member(t.name, t.size, t.sha256) for t in tickets)
+        write_signature(writer, _with_files(manifest, members, key.public.key_id), key, store)
+        writer.close()
     return final
 
 
-def _write_member(zf: zipfile.ZipFile, source: Source) -> Member:
-    digest = hashlib.sha256()
-    size = 0
-    info = zipfile.ZipInfo.from_file(source.file, source.path)
-    info.compress_type = zf.compression
-    info.external_attr = 0o644 << 16  # a plain file, whatever the source's mode was
-    with open(source.file, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            dst.write(chunk)
-    return Member(source.path, size, digest.hexdigest())
+def _add_source(pipeline: MemberPipeline, source: Source) -> Ticket:
+    from daemon.zipwrite import SourceReadError
+
+    try:
+        with open(source.file, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            ticket = pipeline.add(source.path, handle, status.st_mtime, status.st_size)
+    except SourceReadError as exc:
+        raise exc.error from None
+    pipeline.keep(ticket)
+    return ticket
+
+
+def write_signature(writer: ZipWriter, manifest: Manifest, key: SigningKey,
+                    store: bool = False) -> None:
+    """Add the manifest (stored with `store`: an all-stored file stays all stored) and its
+    signature, the last members of every exchange file."""
+    from daemon.zipwrite import DEFLATED, STORED
+
+    body = manifest.to_json()
+    when = manifest.generated_at.timestamp()
+    writer.add_bytes(MANIFEST_NAME, body, STORED if store else DEFLATED, when)
+    writer.add_bytes(SIGNATURE_NAME, key.sign(MANIFEST_CONTEXT + body), STORED, when)
 
 
 def _with_files(manifest: Manifest, members: tuple[Member, ...], key_id: str) -> Manifest:

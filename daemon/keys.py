@@ -37,6 +37,13 @@ class PublicKey:
         return hashlib.sha256(self.raw).hexdigest()[:16]
 
     @property
+    def fingerprint(self) -> str:
+        """Return the first 32 hex digits of the key's SHA-256 in groups of 4, to be read
+        over the phone ("a822 efe2 cdd5 599a …"); it begins with the key id."""
+        digits = hashlib.sha256(self.raw).hexdigest()[:32]
+        return " ".join(digits[i:i + 4] for i in range(0, len(digits), 4))
+
+    @property
     def text(self) -> str:
         """Return the key as `ed25519:<base64>`, the form used in the config."""
         return PUBLIC_PREFIX + base64.b64encode(self.raw).decode("ascii")

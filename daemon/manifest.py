@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -47,11 +47,14 @@ class Manifest:
     etalon: bool = False
     objective: str = ""
     comments: str = ""
+    # Kind "dossier" only: documents of the last send that are gone from the farmer's
+    # folder (member paths, not carried). Written only when there are some.
+    deleted: tuple[str, ...] = ()
     format: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as the JSON object stored in the file."""
-        return {
+        data = {
             "format": self.format,
             "kind": str(self.kind),
             "dossier": {"number": self.dossier, "name": self.dossier_name},
@@ -68,8 +71,12 @@ class Manifest:
             "comments": self.comments,
             "sequence": self.sequence,
             "key_id": self.key_id,
-            "files": [asdict(member) for member in self.files],
+            # Spelled out: dataclasses.asdict deep-copies, and a dossier may carry 10,000 files.
+            "files": [{"path": m.path, "size": m.size, "sha256": m.sha256} for m in self.files],
         }
+        if self.deleted:
+            data["deleted"] = list(self.deleted)
+        return data
 
     def to_json(self) -> bytes:
         """Serialise deterministically (the signed bytes)."""
@@ -200,6 +207,7 @@ class _Reader:
         if sequence < 1:
             raise Rejected(Code.MANIFEST_MALFORMED, "sequence")
         files = self._files()
+        deleted = self._deleted(kind, {member.path for member in files})
         return Manifest(
             kind=kind,
             dossier=number,
@@ -216,6 +224,7 @@ class _Reader:
             etalon=self.get("etalon", bool),
             objective=self.optional_str("objective"),
             comments=self.optional_str("comments"),
+            deleted=deleted,
         )
 
     def _date(self, key: str, where: dict[str, Any]) -> date:
@@ -249,6 +258,22 @@ class _Reader:
         if len({member.path for member in members}) != len(members):
             raise Rejected(Code.MANIFEST_MALFORMED, "files: duplicate path")
         return tuple(members)
+
+    def _deleted(self, kind: Kind, paths: set[str]) -> tuple[str, ...]:
+        if "deleted" not in self.data:
+            return ()
+        if kind is not Kind.DOSSIER:
+            raise Rejected(Code.MANIFEST_MALFORMED, "deleted")
+        items = self.get("deleted", list)
+        if not all(isinstance(item, str) for item in items):
+            raise Rejected(Code.MANIFEST_MALFORMED, "deleted")
+        for item in items:
+            check_member_path(item)
+            if item in paths or item in RESERVED_NAMES:
+                raise Rejected(Code.MANIFEST_MALFORMED, f"deleted: {item}")
+        if len(set(items)) != len(items):
+            raise Rejected(Code.MANIFEST_MALFORMED, "deleted: duplicate path")
+        return tuple(items)
 
     def _modules(self, paths: set[str]) -> dict[str, tuple[str, ...]]:
         modules: dict[str, tuple[str, ...]] = {}
