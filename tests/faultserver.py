@@ -204,6 +204,92 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._serve(file, fault)
 
+    def do_HEAD(self) -> None:
+        """Size and ETag of a file, as nginx answers HEAD (uploads check what arrived)."""
+        path = unquote(urlsplit(self.path).path)
+        fault = self.server_state.take_fault(path)
+        if fault is not None and fault.kind == "status":
+            self._send_head(fault.status, {"Content-Length": "0", **fault.headers})
+            return
+        if not self._authorised():
+            self._send_head(401, {"WWW-Authenticate": 'Basic realm="passeur"',
+                                  "Content-Length": "0"})
+            return
+        file = self._file(path)
+        if file is None:
+            self._send_head(404, {"Content-Length": "0"})
+            return
+        self._send_head(200, {"ETag": etag_of(file), "Content-Length": str(file.stat().st_size)})
+
+    def do_PUT(self) -> None:
+        """Store the body (folders made as needed, like nginx's create_full_put_path).
+
+        Faults: "reset" (RST once `after` bytes of the body arrived, nothing stored),
+        "status" (the body is read, then `status` is answered), "stall" (the body is read,
+        then no answer for `interval` seconds).
+        """
+        state = self.server_state
+        path = unquote(urlsplit(self.path).path)
+        fault = state.take_fault(path)
+        length = int(self.headers.get("Content-Length", "0"))
+        if fault is not None and fault.kind == "reset":
+            with contextlib.suppress(OSError):
+                self.rfile.read(min(fault.after, length))
+            self._record(0)
+            self._reset()
+            self.close_connection = True
+            return
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client went away: nothing is stored, as with nginx
+            self._record(400)
+            self.close_connection = True
+            return
+        if fault is not None and fault.kind == "stall":
+            time.sleep(fault.interval)
+            fault = None
+        if fault is not None and fault.kind == "status":
+            self._send_head(fault.status, {"Content-Length": "0", **fault.headers})
+            return
+        if not self._authorised():
+            self._send_head(401, {"WWW-Authenticate": 'Basic realm="passeur"',
+                                  "Content-Length": "0"})
+            return
+        target = self._target(path)
+        if target is None:
+            self._send_head(404, {"Content-Length": "0"})
+            return
+        existed = target.exists()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.put")
+        tmp.write_bytes(body)
+        tmp.replace(target)  # whole or not at all, as nginx does
+        self._send_head(204 if existed else 201, {"Content-Length": "0"})
+
+    def do_MKCOL(self) -> None:
+        """Make a folder (WebDAV): 201, or 405 when it exists, 409 without its parent."""
+        path = unquote(urlsplit(self.path).path)
+        if not self._authorised():
+            self._send_head(401, {"Content-Length": "0"})
+            return
+        target = self._target(path.rstrip("/"))
+        if target is None:
+            self._send_head(404, {"Content-Length": "0"})
+        elif target.exists():
+            self._send_head(405, {"Content-Length": "0"})
+        elif not target.parent.is_dir():
+            self._send_head(409, {"Content-Length": "0"})
+        else:
+            target.mkdir()
+            self._send_head(201, {"Content-Length": "0"})
+
+    def _target(self, path: str) -> Path | None:
+        prefix = "/passeur/"
+        relative = path[len(prefix):] if path.startswith(prefix) else ""
+        parts = relative.split("/")
+        if not relative or any(p in ("", ".", "..") for p in parts):
+            return None
+        return self.server_state.root / relative
+
     def _file(self, path: str) -> Path | None:
         prefix = "/passeur/"
         if not path.startswith(prefix):

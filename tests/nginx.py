@@ -1,7 +1,8 @@
 """A real nginx on 127.0.0.1 for the web tests: own prefix, config, pid and logs in a tmp dir.
 
 It serves `root/www/passeur/` at `/passeur/` the way docs/nginx-example.conf does: one
-htpasswd file per dossier, PUT accepted in each dossier's `upload/` folder.
+htpasswd file per dossier, PUT (and HEAD, to see what arrived) in each dossier's `upload/`
+folder, one folder per upload made by nginx itself (`create_full_put_path on`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -99,6 +101,10 @@ def make_tls(folder: Path) -> TLSFiles:
     return files
 
 
+# An upload's folder (for MKCOL), its parts and part list, or a single file.
+UPLOAD_RE = ("^/passeur/(?<dossier>[A-Za-z0-9]{1,20})/upload/"
+             "[^/.][^/]*(/([^/.][^/]*)?)?$")
+
 _CONF = """\
 daemon off;
 master_process on;
@@ -123,13 +129,14 @@ http {{
         listen 127.0.0.1:{port}{ssl};
         {tls}
         root {prefix}/www;
-        location ~ "^/passeur/(?<dossier>[A-Za-z0-9]{{1,20}})/upload/[^/]+$" {{
+        # An upload's folder, parts and part list (upload/<file>/part-00001…), or a file.
+        location ~ "{upload_re}" {{
             auth_basic "passeur";
             auth_basic_user_file {prefix}/auth/$dossier.htpasswd;
             dav_methods PUT;
-            create_full_put_path off;
-            client_max_body_size 64m;
-            limit_except PUT {{ deny all; }}
+            create_full_put_path on;
+            client_max_body_size {max_body};
+            limit_except PUT HEAD {{ deny all; }}
         }}
         location ~ "^/passeur/(?<dossier>[A-Za-z0-9]{{1,20}})/[^/.][^/]*$" {{
             auth_basic "passeur";
@@ -142,12 +149,34 @@ http {{
 """
 
 
+EXAMPLE_CONF = Path(__file__).resolve().parents[1] / "docs" / "nginx-example.conf"
+
+
+def documented_server(prefix: Path, port: int, tls: TLSFiles) -> str:
+    """Return the firm's server block of docs/nginx-example.conf, moved to 127.0.0.1:port
+    and into `prefix` (certificates, root, password files), everything else as written."""
+    text = EXAMPLE_CONF.read_text()
+    start = text.index("server {")
+    block = text[start:text.index("\n}\n", start) + 2]
+    lines = [line for line in block.splitlines() if "listen [::]" not in line]
+    block = "\n".join(lines)
+    block = re.sub(r"listen 443 ssl[^;]*;", f"listen 127.0.0.1:{port} ssl;", block)
+    block = re.sub(r"ssl_certificate +\S+;", f"ssl_certificate {tls.cert};", block)
+    block = re.sub(r"ssl_certificate_key +\S+;", f"ssl_certificate_key {tls.key};", block)
+    block = block.replace("root /srv;", f"root {prefix}/www;")
+    return block.replace("/etc/nginx/passeur/", f"{prefix}/auth/")
+
+
 class Nginx:
     """An nginx child process (not a daemon) with everything under `prefix`."""
 
-    def __init__(self, prefix: Path, tls: TLSFiles | None = None) -> None:
+    def __init__(self, prefix: Path, tls: TLSFiles | None = None,
+                 max_body: str = "64m", documented: bool = False) -> None:
         self.prefix = prefix
         self.tls = tls
+        self.max_body = max_body  # client_max_body_size of the upload location
+        # Serve with docs/nginx-example.conf's own server block (needs `tls`).
+        self.documented = documented
         self.repo = prefix / "www" / "passeur"
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -172,7 +201,12 @@ class Nginx:
         # Workers of a root master drop to "nobody", who cannot read pytest's 0700 tmp dirs.
         user = "user root;" if os.geteuid() == 0 else ""
         conf = _CONF.format(prefix=self.prefix, port=self.port, user=user,
-                            ssl=" ssl" if self.tls else "", tls=tls)
+                            ssl=" ssl" if self.tls else "", tls=tls, max_body=self.max_body,
+                            upload_re=UPLOAD_RE)
+        if self.documented:
+            assert self.tls is not None, "the documented server is TLS only"
+            conf = (conf[:conf.index("    server {")]
+                    + documented_server(self.prefix, self.port, self.tls) + "\n}\n")
         path = self.prefix / "nginx.conf"
         path.write_text(conf)
         return path
@@ -228,3 +262,13 @@ class Nginx:
         """Return the access log lines (method, path and status of every request)."""
         path = self.prefix / "access.log"
         return path.read_text().splitlines() if path.exists() else []
+
+    def requests(self, method: str, path_part: str = "") -> list[tuple[str, int]]:
+        """Return (path, status) of the logged requests of `method` whose path holds
+        `path_part`, in order."""
+        found = []
+        for line in self.access_log():
+            fields = line.split(" ")
+            if len(fields) >= 3 and fields[0] == method and path_part in fields[1]:
+                found.append((fields[1], int(fields[2])))
+        return found

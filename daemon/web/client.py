@@ -201,13 +201,21 @@ class WebClient:
         return self._credentials[dossier]
 
     def _get(self, url: str, dossier: str, headers: dict[str, str]) -> requests.Response:
-        credential = self._credential(dossier)
         try:
-            response = self.session.get(
-                url, headers=headers, stream=True, auth=_auth(credential),
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout))
+            return self.request("GET", url, dossier, headers=headers, stream=True)
         except requests.RequestException as exc:
             raise transport_error(exc, dossier) from None
+
+    def request(self, method: str, url: str, dossier: str, **kwargs: Any) -> requests.Response:
+        """Send one request with the dossier's credentials and the connect/read timeouts.
+
+        Transport failures are raised as requests raises them, for the caller to explain
+        (an upload tells a lost connection from a refused one). `response.credential_given`
+        says whether credentials were sent.
+        """
+        credential = self._credential(dossier)
+        kwargs.setdefault("timeout", (self.settings.connect_timeout, self.settings.read_timeout))
+        response = self.session.request(method, url, auth=_auth(credential), **kwargs)
         response.credential_given = credential is not None  # type: ignore[attr-defined]
         if response.status_code in (401, 403):
             self._credentials.pop(dossier, None)

@@ -1,4 +1,5 @@
-"""CLI commands of the web endpoint (`publish`, `login`, `receive`), registered by daemon.cli.
+"""CLI commands of the web endpoint (`publish`, `collect`, `login`, `receive`), registered by
+daemon.cli.
 
 Only the arguments are declared here; the handlers live in daemon.web.handlers and are
 imported when a web command actually runs, so that other commands start faster.
@@ -43,6 +44,22 @@ def register(command: Command) -> None:
                    help=_("re-sign this dossier's index (repeatable); without files and "
                           "without --dossier, every dossier of the folder is re-signed"))
     p.add_argument("files", nargs="*", type=Path, metavar=_("FILE.wwz"))
+
+    p = command("collect", _handler("cmd_collect"),
+                _("collect the dossiers farmers uploaded, verified, into an inbox folder and "
+                  "publish their receipts (accountant side)"))
+    p.add_argument("--repo", type=Path, required=True, metavar=_("FOLDER"),
+                   help=_("the folder served by the web server"))
+    p.add_argument("--out", type=Path, required=True, metavar=_("INBOX"),
+                   help=_("the folder that receives the verified .wvz files"))
+    p.add_argument("--key", type=Path, required=True, metavar=_("FILE"),
+                   help=_("the firm's private key file (the one that signs the indexes)"))
+    p.add_argument("--abandon-days", type=_positive_days, default=7, metavar=_("DAYS"),
+                   help=_("remove incomplete uploads untouched for this many days "
+                          "(default 7)"))
+    p.add_argument("--expires-days", type=_positive_days, default=7, metavar=_("DAYS"),
+                   help=_("days the signed index stays valid (default 7)"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
 
     p = command("login", _handler("cmd_login"),
                 _("store the web endpoint's credentials for a dossier in the system keyring"))

@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -78,6 +79,49 @@ def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
         print(text.format(file=result.name, dossier=result.dossier,
                           version=result.index.version, until=until))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------- collect
+
+
+def cmd_collect(ctx: Context, args: argparse.Namespace) -> int:
+    """Assemble and verify the farmers' uploads, publish their receipts (accountant side)."""
+    from daemon.keys import KeyFormatError, SigningKey
+    from daemon.web.collect import Status, collect
+
+    try:
+        key = SigningKey.load(args.key)
+    except (KeyFormatError, OSError):
+        _err(_("{path}: not a passeur private key").format(path=args.key))
+        return EXIT_FAILED
+    if not args.repo.is_dir():
+        _err(_("{path}: no such folder").format(path=args.repo))
+        return EXIT_FAILED
+    report = collect(args.repo, args.out, key, abandon_after_s=args.abandon_days * 86400,
+                     expiry=timedelta(days=args.expires_days))
+    if args.json:
+        print(json.dumps({"ok": report.ok,
+                          "dossiers": {dossier: [o.to_dict() for o in outcomes]
+                                       for dossier, outcomes in report.by_dossier().items()}},
+                         ensure_ascii=False, indent=2))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    lines = {
+        Status.COLLECTED: _("{file}: received for dossier {dossier} ({size}) and put in "
+                           "{inbox}; receipt published"),
+        Status.DUPLICATE: _("{file}: already in {inbox}; receipt published"),
+        Status.WAITING: _("{upload}: upload in progress for dossier {dossier}"),
+        Status.ABANDONED: _("{upload}: abandoned upload of dossier {dossier} removed"),
+    }
+    for outcome in report.outcomes:
+        if outcome.status in (Status.REFUSED, Status.FAILED):
+            _err(outcome.reason)
+            continue
+        print(lines[outcome.status].format(
+            file=outcome.name, dossier=outcome.dossier, size=format_size(outcome.size),
+            inbox=args.out, upload=outcome.upload))
+    if not report.outcomes:
+        print(_("No upload to collect"))
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 # ---------------------------------------------------------------- login
@@ -208,35 +252,42 @@ def _quiet_logging() -> None:
 
 
 def cmd_receive(ctx: Context, args: argparse.Namespace) -> int:
-    """Poll the endpoint once in the foreground."""
-    from daemon.bus import EventBus
-    from daemon.web.poller import WebPoller
+    """Look at the endpoint once in the foreground: through the running service when there
+    is one (its tray shows it), else here."""
+    from daemon.cli import service_api
+    from daemon.core import ReceivingPaused
+    from daemon.pause import describe_pause
 
     unknown = [d for d in args.dossier or () if ctx.config.dossier(d) is None]
     if unknown:
         _err(_("No dossier {number}").format(number=", ".join(unknown)))
         return EXIT_USAGE
-    bus = EventBus()
-    _quiet_logging()
-    if not args.json:
-        bus.subscribe("receive-cli", _Printer(sys.stderr))
-    ctx.paths.ensure()
-    poller = WebPoller(ctx.config, ctx.paths, ctx.queue, ctx.intake, bus)
+    printer = None if args.json else _Printer(sys.stderr)
+    remote = service_api(ctx)
     try:
-        report = poller.poll_once(args.dossier)
-    finally:
-        poller.stop()
-        bus.close()
+        report = (_receive_here(ctx, args.dossier, printer) if remote is None
+                  else remote.receive(args.dossier, printer))
+    except ReceivingPaused as paused:
+        _err(describe_pause(paused.state) + " " + _("(passeur resume to receive again)"))
+        return EXIT_FAILED
     if args.json:
-        print(json.dumps({
-            "changed": report.changed, "found": report.found, "queued": report.queued,
-            "rejected": report.rejected, "duplicates": report.duplicates,
-            "failures": [{"code": str(f.code), "dossier": f.dossier,
-                          "message": f.message()} for f in report.failures],
-        }, ensure_ascii=False, indent=2))
-    elif report.ok and not report.queued:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    elif not report["failures"] and not report["rejected"] and not report["queued"]:
         print(_("No new update"))
-    elif report.queued:
-        count = len(report.queued)
+    elif report["queued"]:
+        count = len(report["queued"])
         print(ngettext("{n} update received", "{n} updates received", count).format(n=count))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK if not report["failures"] and not report["rejected"] else EXIT_FAILED
+
+
+def _receive_here(ctx: Context, dossiers: list[str] | None,
+                  printer: Callable[[Event], None] | None) -> dict[str, Any]:
+    from daemon.core import Core, poll_report_json
+
+    _quiet_logging()
+    if printer is not None:
+        ctx.bus.subscribe("receive-cli", printer)
+    try:
+        return poll_report_json(Core(ctx).receive(dossiers))
+    finally:
+        ctx.bus.close()

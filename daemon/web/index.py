@@ -15,12 +15,16 @@ from daemon.errors import Rejected
 from daemon.keys import PublicKey, SigningKey
 from daemon.naming import DOSSIER_RE, Kind, parse_name
 from daemon.web.failures import Failure, WebError
+from daemon.web.receipts import Receipt, parse_receipt
 
 INDEX_FORMAT = 1
 INDEX_NAME = "index.json"
 UPLOAD_FOLDER = "upload"
 # Domain separation: an index signature can never pass for a manifest signature, or back.
 INDEX_CONTEXT = b"passeur-index-v1\x00"
+# The firm's index lists the most recent receipts only: enough for any farmer's passeur
+# that polls once in a while, and the index stays small.
+MAX_RECEIPTS = 100
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -44,11 +48,14 @@ class Index:
     published_at: datetime
     expires_at: datetime
     files: tuple[IndexEntry, ...]
+    # The firm's signed receipts for the farmer's uploads (optional: an older index has
+    # none, and an older client ignores them).
+    receipts: tuple[Receipt, ...] = ()
     format: int = INDEX_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         """Return the signed part as a JSON object."""
-        return {
+        signed: dict[str, Any] = {
             "format": self.format,
             "dossier": self.dossier,
             "version": self.version,
@@ -56,6 +63,9 @@ class Index:
             "expires_at": _iso(self.expires_at),
             "files": [asdict(entry) for entry in self.files],
         }
+        if self.receipts:
+            signed["receipts"] = [receipt.to_dict() for receipt in self.receipts]
+        return signed
 
     def signed_bytes(self) -> bytes:
         """Serialise the signed part deterministically."""
@@ -190,7 +200,18 @@ class _Reader:
         if expires < published:
             raise self.fail("expires_at")
         return Index(dossier, version, published, expires,
-                     tuple(sorted(entries, key=lambda e: e.sequence)))
+                     tuple(sorted(entries, key=lambda e: e.sequence)), self.receipts(dossier))
+
+    def receipts(self, dossier: str) -> tuple[Receipt, ...]:
+        if "receipts" not in self.data:
+            return ()
+        items = self.get(self.data, "receipts", list)
+        if len(items) > MAX_RECEIPTS:
+            raise self.fail("receipts")
+        receipts = tuple(parse_receipt(item, dossier) for item in items)
+        if any(receipt is None for receipt in receipts):
+            raise self.fail("receipts")
+        return tuple(r for r in receipts if r is not None)
 
     def entry(self, item: object, dossier: str) -> IndexEntry:
         if not isinstance(item, dict):

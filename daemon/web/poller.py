@@ -34,6 +34,7 @@ from daemon.events import (
 )
 from daemon.intake import Intake
 from daemon.queue import RESUMABLE_PREFIX, Outcome, Queue, State
+from daemon.sources import Source
 from daemon.web.client import WebClient, WebSettings, discard_part, part_note, utc_now
 from daemon.web.credentials import CredentialStore
 from daemon.web.failures import Failure, WebError
@@ -63,7 +64,7 @@ class PollReport:
         return not self.failures and not self.rejected
 
 
-class WebPoller:
+class WebPoller(Source):
     """Polls the endpoint for every configured dossier; `start`, `stop`, `poll_now`."""
 
     def __init__(self, config: Config, paths: Paths, queue: Queue, intake: Intake,
@@ -71,6 +72,7 @@ class WebPoller:
                  settings: WebSettings | None = None, client: WebClient | None = None,
                  rng: random.Random | None = None,
                  now: Callable[[], datetime] = utc_now) -> None:
+        super().__init__()
         self.config = config
         self.paths = paths
         self.queue = queue
@@ -147,6 +149,9 @@ class WebPoller:
                 self._scheduler.run_pending()
 
     def _job(self) -> None:
+        if self.paused:
+            # No request at all while paused; resume() asks for a poll at once.
+            return
         try:
             report = self.poll_once()
         except Exception:  # a bug must not end polling for good
@@ -216,6 +221,11 @@ class WebPoller:
 
     def _check_dossier(self, dossier: str, report: PollReport) -> None:
         verified = self._current_index(dossier, report)
+        # The firm's signed receipts for what this installation sent: kept, said once.
+        from daemon.web.receipts import ReceiptStore, note_receipts
+
+        note_receipts(verified, ReceiptStore(self.paths.data / "receipts"), self.bus,
+                      self.queue)
         wanted = self._wanted(dossier, verified.index.files)
         report.found += len(wanted)
         for entry in wanted:
@@ -301,7 +311,7 @@ class WebPoller:
             raise _storage_error(exc, dossier) from None
         if result.outcome is Outcome.QUEUED and result.item is not None:
             report.queued.append(entry.name)
-            log.info("web: %s queued (item %s)", entry.name, result.item.id)
+            log.debug("web: %s queued (item %s)", entry.name, result.item.id)
             self.bus.publish(UpdateQueued(result.item.id, entry.name, dossier, ORIGIN,
                                           result.item.etalon))
         elif result.outcome is Outcome.DUPLICATE:
@@ -309,7 +319,7 @@ class WebPoller:
         elif result.rejection is not None:
             report.rejected.append(entry.name)
             reasons = result.rejection.as_dict()
-            log.warning("web: %s refused: %s", entry.name, result.rejection.reason())
+            log.debug("web: %s refused: %s", entry.name, result.rejection.reason())
             self.bus.publish(UpdateRejected(entry.name, ORIGIN, reasons["code"],
                                             reasons["reason_fr"], reasons["reason_en"]))
 
@@ -351,11 +361,11 @@ class WebPoller:
         """Track the offline state: one Offline when it starts, one BackOnline when it ends."""
         if reached and self._offline:
             self._offline = False
-            log.info("web: the endpoint is reachable again")
+            log.debug("web: the endpoint is reachable again")
             self.bus.publish(BackOnline(ORIGIN))
         elif not reached and not self._offline:
             self._offline = True
-            log.warning("web: the endpoint cannot be reached (%s)", reason)
+            log.debug("web: the endpoint cannot be reached (%s)", reason)
             self.bus.publish(Offline(ORIGIN, reason))
 
     def _failed(self, error: WebError, report: PollReport) -> None:
@@ -367,7 +377,7 @@ class WebPoller:
             log.debug("web: still failing: %s", error)
             return
         self._reported[error.dossier] = error.code
-        log.warning("web: %s", error.message())
+        log.debug("web: %s", error.message())
         self.bus.publish(SourceFailed(ORIGIN, str(error.code), error.message()))
 
 

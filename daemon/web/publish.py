@@ -11,19 +11,21 @@ from pathlib import Path
 
 from daemon.errors import Rejected
 from daemon.exchange import verify_exchange
-from daemon.fsutil import atomic_copy, atomic_write_bytes, sha256_file
+from daemon.fsutil import atomic_copy, atomic_write_bytes, exclusive_lock, sha256_file
 from daemon.i18n import _
 from daemon.keys import SigningKey
 from daemon.naming import DOSSIER_RE, Kind
 from daemon.web.failures import WebError
 from daemon.web.index import (
     INDEX_NAME,
+    MAX_RECEIPTS,
     UPLOAD_FOLDER,
     Index,
     IndexEntry,
     read_envelope_unverified,
     sign_index,
 )
+from daemon.web.receipts import Receipt
 
 DEFAULT_EXPIRY = timedelta(days=7)
 LOCK_NAME = ".publish.lock"
@@ -87,6 +89,27 @@ class Repository:
                                       now)
         return Published(dossier, None, False, index)
 
+    def add_receipt(self, receipt: Receipt, now: datetime | None = None) -> Published:
+        """Publish a signed receipt in the dossier's index (once per name and SHA-256).
+
+        The index keeps its files and the most recent MAX_RECEIPTS receipts.
+        """
+        if not DOSSIER_RE.fullmatch(receipt.dossier):
+            raise PublishError(_("not a dossier number: {number}").format(
+                number=receipt.dossier))
+        folder = self._folder(receipt.dossier)
+        with _locked(folder):
+            current = self._current_index(folder, receipt.dossier)
+            receipts = current.receipts if current else ()
+            if current is not None and any(
+                    (r.name, r.sha256) == (receipt.name, receipt.sha256) for r in receipts):
+                return Published(receipt.dossier, None, False, current)
+            receipts = (*receipts, receipt)[-MAX_RECEIPTS:]
+            index = self._write_index(folder, receipt.dossier,
+                                      self._current_entries(folder, receipt.dossier), now,
+                                      receipts)
+        return Published(receipt.dossier, None, False, index)
+
     def dossiers(self) -> list[str]:
         """Return the dossiers that have an index in this repository."""
         if not self.root.is_dir():
@@ -135,12 +158,16 @@ class Repository:
                                                   latest=latest))
 
     def _write_index(self, folder: Path, dossier: str, entries: tuple[IndexEntry, ...],
-                     now: datetime | None) -> Index:
+                     now: datetime | None,
+                     receipts: tuple[Receipt, ...] | None = None) -> Index:
         now = (now or datetime.now(UTC)).replace(microsecond=0)
         current = self._current_index(folder, dossier)
+        if receipts is None:  # a rewrite for the files keeps the receipts already there
+            receipts = current.receipts if current else ()
         index = Index(dossier=dossier, version=(current.version + 1) if current else 1,
                       published_at=now, expires_at=now + self.expiry,
-                      files=tuple(sorted(entries, key=lambda e: e.sequence)))
+                      files=tuple(sorted(entries, key=lambda e: e.sequence)),
+                      receipts=receipts)
         path = folder / INDEX_NAME
         previous_mtime = _mtime_seconds(path)
         atomic_write_bytes(path, sign_index(index, self.key))
@@ -172,15 +199,6 @@ def _bump_mtime(path: Path, previous: int | None) -> None:
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """Serialise publishers working on the same dossier folder."""
-    handle = open(folder / LOCK_NAME, "a+b")  # noqa: SIM115 - closed below
-    try:
-        try:
-            import fcntl
-        except ImportError:  # Windows: one accountant publishes at a time.
-            yield
-            return
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    """Serialise publishers working on the same dossier folder (on every system)."""
+    with exclusive_lock(folder / LOCK_NAME):
         yield
-    finally:
-        handle.close()

@@ -1,0 +1,625 @@
+"""*Synchronisation Web avec votre comptable*: the `.wvz` uploaded in parts, so that a weak
+rural line, a stopped service or a `kill -9` costs at most one part sent again.
+
+Each part is one plain `PUT` (never `Content-Range`, which nginx refuses and some servers
+truncate) into the dossier's upload location; the signed part list goes last. What was
+acknowledged is remembered in `state_dir` and checked on the server with `HEAD` before it
+is skipped. See docs/web-protocol.md, "Uploads".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+
+from daemon.errors import N_, Rejected
+from daemon.exchange import Limits
+from daemon.fsutil import atomic_writer
+from daemon.i18n import _
+from daemon.keys import SigningKey
+from daemon.naming import Kind, parse_name
+from daemon.send.base import Channel, Progress, SendError, SendJob, Sent
+from daemon.send.parts import (
+    DEFAULT_PART_SIZE,
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    PARTS_NAME,
+    SIGNATURE_NAME,
+    make_part_list,
+    part_count,
+    part_name,
+    part_span,
+    sign_part_list,
+    upload_folder,
+)
+from daemon.web.client import (
+    WebClient,
+    WebSettings,
+    parse_retry_after,
+    transport_error,
+    utc_now,
+)
+from daemon.web.credentials import CredentialStore
+from daemon.web.failures import WebError
+from daemon.web.index import UPLOAD_FOLDER
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Small enough that one chunk crosses even a 56k line well within the socket timeout
+# (a sendall() must finish within it), large enough to cost nothing on a fast one.
+UPLOAD_CHUNK = 64 << 10
+STATE_FORMAT = 1
+# Upload notes untouched for this long belong to sends given up long ago.
+STATE_KEEP_SECONDS = 30 * 86400
+# The note is rewritten after every part; it survives a killed process at once, and a
+# power cut once flushed to the disk, which it is at most this often (a flush per part
+# would cost more than the part on a fast line).
+STATE_SYNC_SECONDS = 1.0
+_ANSWER_CAP = 64 << 10  # of a PUT answer's body read before the connection is reused
+
+# {dossier}, {file}, {detail}: the dossier, the file's name, a short technical precision.
+MESSAGES: dict[str, str] = {
+    "not-configured": N_(
+        "No address is configured for the accountant's web site ([sources.web] url)."),
+    "auth-missing": N_(
+        "The accountant's web site asks for a password for dossier {dossier}: store it with "
+        "passeur login {dossier}."),
+    "auth-failed": N_(
+        "The password for dossier {dossier} was refused by the accountant's web site: check "
+        "it with passeur login {dossier}."),
+    "keyring-unavailable": N_(
+        "The system keyring, where the password for dossier {dossier} is kept, cannot be "
+        "used ({detail})."),
+    "dossier-not-found": N_(
+        "The accountant's web site has no upload location for dossier {dossier} (address "
+        "not found): ask your accountant."),
+    "upload-refused": N_(
+        "The accountant's web site does not accept uploads for dossier {dossier} "
+        "({detail}): ask your accountant."),
+    "offline": N_(
+        "The accountant's web site cannot be reached ({detail}). Sending again will resume "
+        "where this send stopped."),
+    "interrupted": N_(
+        "The connection to the accountant's web site was lost ({detail}). Sending again will "
+        "resume where this send stopped."),
+    "timeout": N_(
+        "The accountant's web site did not answer in time ({detail}). Sending again will "
+        "resume where this send stopped."),
+    "server-full": N_(
+        "The accountant's web site has no room for {file} ({detail}): ask your accountant."),
+    "server-busy": N_(
+        "The accountant's web site is busy ({detail}). Sending again later will resume "
+        "where this send stopped."),
+    "server-error": N_(
+        "The accountant's web site has a problem ({detail}). Sending again will resume where "
+        "this send stopped."),
+    "tls-failed": N_(
+        "The identity of the accountant's web site cannot be verified (TLS certificate: "
+        "{detail}): nothing was sent."),
+    "unexpected-response": N_(
+        "The accountant's web site gave an unexpected answer ({detail})."),
+    "cancelled": N_(
+        "The send was cancelled; the parts already sent will not be sent again."),
+    "file-unreadable": N_("{file} cannot be read ({detail})."),
+    "file-changed": N_("{file} changed while it was being sent: pack the dossier again."),
+    "too-large": N_("{file} is too large to be sent by the web ({detail})."),
+    "bad-name": N_("{file} is not the name of a dossier file for dossier {dossier}."),
+}
+
+# Worth another try within the same send: the line or the server may come back.
+TRANSIENT = frozenset({"offline", "interrupted", "timeout", "server-busy", "server-error"})
+
+
+class _Failure(Exception):
+    """One failed step of an upload; becomes a SendError when the send gives up."""
+
+    def __init__(self, code: str, detail: object = "", retry_after: float | None = None) -> None:
+        self.code = code
+        self.detail = str(detail)
+        self.retry_after = retry_after
+        super().__init__(f"{code}: {detail}")
+
+
+class WebDestination:
+    """Sends a packed `.wvz` to the dossier's upload location on the accountant's site."""
+
+    channel = Channel.WEB
+
+    def __init__(self, url: str, credentials: CredentialStore, key: SigningKey,
+                 state_dir: Path, *, ca_bundle: Path | None = None, max_kbps: int = 0,
+                 part_size: int = DEFAULT_PART_SIZE, settings: WebSettings | None = None,
+                 now: Callable[[], datetime] = utc_now) -> None:
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ValueError(f"part_size {part_size} outside {MIN_PART_SIZE}…{MAX_PART_SIZE}")
+        self.url = url
+        self.credentials = credentials
+        self.key = key
+        self.state_dir = state_dir
+        self.ca_bundle = ca_bundle
+        self.max_kbps = max(0, max_kbps)
+        self.part_size = part_size
+        self.settings = settings or WebSettings()
+        self.now = now  # the part list's time
+
+    def where(self) -> str:
+        """Return where the files go, in the user's words."""
+        host = urlsplit(self.url).hostname or self.url
+        return _("the accountant's web site ({host})").format(host=host)
+
+    def check(self, job_size: int) -> None:
+        """Refuse before packing when no site is configured or the file cannot be taken.
+
+        The dossier (hence its password) is only known at send; a missing password is
+        said then, before any byte is sent.
+        """
+        if not self.url:
+            raise _error("not-configured")
+        limit = Limits().max_file_size
+        if job_size > limit or part_count(job_size, self.part_size) > MAX_PARTS:
+            raise _error("too-large", file=_("The dossier"), detail=f"{job_size} > {limit}")
+
+    def send(self, job: SendJob, progress: Progress, cancel: threading.Event) -> Sent:
+        """Upload the job's file, resuming what an earlier try left; raise SendError."""
+        self.check(job.size)
+        client = WebClient(self.url, self.credentials, self.settings, self.ca_bundle)
+        try:
+            return _Upload(self, client, job, progress, cancel).run()
+        except _Failure as failure:
+            log.warning("web send of %s failed: %s", job.name, failure)
+            raise _error(failure.code, dossier=job.dossier, file=job.name,
+                         detail=failure.detail) from None
+        except WebError as error:  # the keyring, read for the first request
+            raise _error(str(error.code), dossier=job.dossier, file=job.name,
+                         detail=error.detail) from None
+        finally:
+            client.close()
+
+
+def _error(code: str, *, dossier: str = "", file: str = "", detail: str = "") -> SendError:
+    text = MESSAGES.get(code, MESSAGES["unexpected-response"])
+    return SendError(code, _(text).format(dossier=dossier, file=file, detail=detail))
+
+
+# ---------------------------------------------------------------- what is remembered
+
+
+@dataclass
+class UploadState:
+    """What one upload sent and had acknowledged, kept in `state_dir` between tries."""
+
+    name: str
+    size: int
+    sha256: str
+    part_size: int
+    url: str
+    parts: dict[int, str] = field(default_factory=dict)  # acknowledged part → its SHA-256
+    complete: bool = False
+
+    def matches(self, job: SendJob, url: str) -> bool:
+        """Tell whether this note is about this very file, to this very site."""
+        return (self.name, self.size, self.sha256, self.url) == (job.name, job.size,
+                                                                job.sha256, url)
+
+    def to_bytes(self) -> bytes:
+        """Serialise for the note file."""
+        return json.dumps({
+            "format": STATE_FORMAT, "name": self.name, "size": self.size,
+            "sha256": self.sha256, "part_size": self.part_size, "url": self.url,
+            "parts": {str(n): h for n, h in sorted(self.parts.items())},
+            "complete": self.complete,
+        }, indent=1).encode()
+
+    @classmethod
+    def load(cls, path: Path) -> UploadState | None:
+        """Read a note; None when missing or unreadable (the upload then starts over)."""
+        try:
+            data = json.loads(path.read_bytes())
+            if data["format"] != STATE_FORMAT:
+                return None
+            part_size = int(data["part_size"])
+            if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+                return None
+            return cls(str(data["name"]), int(data["size"]), str(data["sha256"]), part_size,
+                       str(data["url"]), {int(n): str(h) for n, h in data["parts"].items()},
+                       bool(data["complete"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def save(self, path: Path, sync: bool = True) -> None:
+        """Write the note (atomically; flushed to the disk when `sync`), private to the user."""
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with atomic_writer(path, created=lambda tmp: os.chmod(tmp, 0o600),
+                           sync=sync) as out:
+            out.write(self.to_bytes())
+
+
+def prune_states(state_dir: Path, now: float | None = None) -> None:
+    """Forget upload notes nobody touched for STATE_KEEP_SECONDS."""
+    limit = (time.time() if now is None else now) - STATE_KEEP_SECONDS
+    with contextlib.suppress(OSError):
+        for note in state_dir.glob("*.json"):
+            with contextlib.suppress(OSError):
+                if note.stat().st_mtime < limit:
+                    note.unlink()
+
+
+# ---------------------------------------------------------------- the bandwidth cap
+
+
+class TokenBucket:
+    """Lets `rate` bytes per second through on average, with bursts of at most `burst`."""
+
+    def __init__(self, rate: float, burst: float, wait: Callable[[float], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._wait = wait
+        self._clock = clock
+        self._tokens = burst
+        self._last = clock()
+
+    def take(self, count: int) -> None:
+        """Wait until `count` bytes may go."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= count
+        if self._tokens < 0:
+            # In debt: wait for the refill; the time spent counts as refilled next call.
+            self._wait(-self._tokens / self.rate)
+
+
+class _PartBody:
+    """One part's bytes for requests: a known length (a plain Content-Length, never
+    chunked), read in small chunks as they are sent, hashed on the way.
+
+    `on_chunk` may raise _Failure (cancelled, deadline): requests lets it through and
+    drops the connection.
+    """
+
+    def __init__(self, handle: io.BufferedReader, offset: int, length: int, chunk: int,
+                 on_chunk: Callable[[int], None]) -> None:
+        self.handle = handle
+        self.offset = offset
+        self.length = length
+        self.chunk = chunk
+        self.on_chunk = on_chunk
+        self.digest = hashlib.sha256()
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[memoryview]:
+        # Started again from its first byte when the request is made again.
+        self.digest = hashlib.sha256()
+        self.sent = 0
+        self.handle.seek(self.offset)
+        # One buffer for the whole part: each chunk is on its way (sendall returned)
+        # before the next is read into it.
+        buffer = memoryview(bytearray(min(self.chunk, self.length)))
+        while self.sent < self.length:
+            got = self.handle.readinto(buffer[:min(len(buffer), self.length - self.sent)])
+            if not got:
+                raise _Failure("file-changed")
+            self.on_chunk(got)
+            data = buffer[:got]
+            self.digest.update(data)
+            self.sent += got
+            yield data
+
+
+# ---------------------------------------------------------------- one upload
+
+
+class _Upload:
+    """One call of WebDestination.send."""
+
+    def __init__(self, dest: WebDestination, client: WebClient, job: SendJob,
+                 progress: Progress, cancel: threading.Event) -> None:
+        self.dest = dest
+        self.client = client
+        self.job = job
+        self.progress = progress
+        self.cancel = cancel
+        self.settings = dest.settings
+        self.folder = upload_folder(job.name)
+        self.state_path = dest.state_dir / f"{job.name}.json"
+        self.done = 0  # bytes acknowledged, for the progress
+        self.failures_in_row = 0
+        self.answered = False  # the site gave an HTTP answer during this call
+        self.parts_sent = 0
+        self.parts_skipped = 0
+        self.synced_at = 0.0
+        self.bucket: TokenBucket | None = None
+        self.chunk = min(UPLOAD_CHUNK, self.settings.chunk_size)
+        if dest.max_kbps:
+            rate = dest.max_kbps * 1000  # kilobytes per second ([send] max_kbps)
+            self.chunk = max(1024, min(self.chunk, int(rate / 8)))
+            self.bucket = TokenBucket(rate, max(rate / 4, self.chunk), self._pause)
+
+    # ------------------------------------------------------------ the steps
+
+    def run(self) -> Sent:
+        self._check_job()
+        prune_states(self.dest.state_dir)
+        state = self._state()
+        if state.complete:
+            self.progress(self.job.size, self.job.size)
+            return self._sent(state)
+        try:
+            return self._upload(state)
+        except _Failure:
+            if self.parts_sent:
+                self._save(state, final=True)  # what this call sent survives a power cut
+            raise
+
+    def _upload(self, state: UploadState) -> Sent:
+        count = part_count(state.size, state.part_size)
+        if len(state.parts) == count and self._retrying(self._finished_on_server):
+            # Cut after the signature arrived, before it was noted here.
+            state.complete = True
+            self._save(state, final=True)
+            self.progress(self.job.size, self.job.size)
+            return self._sent(state)
+        if state.parts:
+            self._retrying(lambda: self._keep_acknowledged(state))
+        else:
+            self._retrying(self._open_upload)
+        self.done = sum(part_span(state.size, state.part_size, n)[1] for n in state.parts)
+        self.parts_skipped = len(state.parts)
+        self.progress(self.done, self.job.size)
+        try:
+            with open(self.job.file, "rb") as handle:
+                for number in range(1, count + 1):
+                    if number not in state.parts:
+                        self._send_part(handle, state, number)
+        except OSError as exc:
+            raise _Failure("file-unreadable", exc.strerror or exc) from None
+        parts = make_part_list(self.job.name, state.size, state.sha256, state.part_size,
+                               [state.parts[n] for n in range(1, count + 1)], self.dest.key,
+                               self.dest.now())
+        body, signature = sign_part_list(parts, self.dest.key)
+        # The signature last: its arrival tells the firm's collect that the upload is whole.
+        self._retrying(lambda: self._put(PARTS_NAME, body))
+        self._retrying(lambda: self._put(SIGNATURE_NAME, signature))
+        state.complete = True
+        self._save(state, final=True)
+        log.info("web: %s sent (%d parts, %d already there)", self.job.name, count,
+                 self.parts_skipped)
+        return self._sent(state)
+
+    def _check_job(self) -> None:
+        job = self.job
+        try:
+            parsed = parse_name(job.name)
+        except Rejected:
+            parsed = None
+        if parsed is None or parsed.kind is not Kind.DOSSIER or (
+                parsed.dossier != job.dossier or parsed.canonical != job.name):
+            raise _Failure("bad-name")
+        if self.cancel.is_set():
+            raise _Failure("cancelled")
+        try:
+            size = job.file.stat().st_size
+        except OSError as exc:
+            raise _Failure("file-unreadable", exc.strerror or exc) from None
+        if size != job.size or size == 0:
+            raise _Failure("file-changed")
+
+    def _state(self) -> UploadState:
+        state = UploadState.load(self.state_path)
+        if state is not None and state.matches(self.job, self.dest.url):
+            # Keep the part size the upload started with: parts of another size would
+            # leave stray parts on the server.
+            return state
+        return UploadState(self.job.name, self.job.size, self.job.sha256, self.dest.part_size,
+                           self.dest.url)
+
+    def _save(self, state: UploadState, final: bool = False) -> None:
+        now = time.monotonic()
+        sync = final or now - self.synced_at >= STATE_SYNC_SECONDS
+        try:
+            state.save(self.state_path, sync)
+            if sync:
+                self.synced_at = now
+        except OSError as exc:
+            # Not fatal: without the note, a later try sends these parts again.
+            log.warning("web: cannot keep the upload note %s (%s)", self.state_path,
+                        exc.strerror or exc)
+
+    def _sent(self, state: UploadState) -> Sent:
+        return Sent(self.dest.where(), {
+            "host": urlsplit(self.dest.url).hostname or "", "upload": self.folder,
+            "parts": part_count(state.size, state.part_size), "part_size": state.part_size,
+            "parts_sent": self.parts_sent, "parts_skipped": self.parts_skipped,
+        })
+
+    def _finished_on_server(self) -> bool:
+        """Tell whether the server holds this upload's signature (the upload is whole)."""
+        with self._request("HEAD", self._url(SIGNATURE_NAME)) as response:
+            if response.status_code == 401:
+                raise self._status_failure(response)
+            return response.status_code == 200
+
+    def _keep_acknowledged(self, state: UploadState) -> None:
+        """Check with HEAD that the parts remembered as sent are still on the server."""
+        for number in sorted(state.parts):
+            _offset, length = part_span(state.size, state.part_size, number)
+            response = self._request("HEAD", self._url(part_name(number)))
+            with response:
+                if response.status_code == 401:
+                    raise self._status_failure(response)
+                held = response.headers.get("Content-Length")
+                if response.status_code != 200 or held != str(length):
+                    # Gone (an abandoned upload the firm removed) or not what we sent.
+                    del state.parts[number]
+
+    def _open_upload(self) -> None:
+        """Before the first part: find out early (without sending a part for nothing) that
+        the password is wrong or the dossier unknown, and make the upload's folder."""
+        with self._request("HEAD", self._url(SIGNATURE_NAME)) as response:
+            if response.status_code == 401:
+                raise self._status_failure(response)
+        self._make_folder()
+
+    def _make_folder(self) -> None:
+        """Create the upload's folder (WebDAV servers want it before a PUT inside it).
+
+        Servers that make it by themselves (nginx `create_full_put_path`), or have no
+        folders at all (object stores), refuse the method: that is fine. A WebDAV server
+        without the dossier's upload location answers 409 (no parent to make it in).
+        """
+        response = self._request("MKCOL", self._url(""))
+        with response:
+            status = response.status_code
+            if status in (401, 404, 409):  # 409: no upload location to make it in
+                raise self._status_failure(response, missing_folder=status == 409)
+            if status in (429, 503) or (status >= 500 and status not in (501, 505)):
+                raise self._status_failure(response)
+
+    def _send_part(self, handle: io.BufferedReader, state: UploadState, number: int) -> None:
+        offset, length = part_span(state.size, state.part_size, number)
+        body = _PartBody(handle, offset, length, self.chunk, lambda n: None)
+        deadline = 0.0
+
+        def on_chunk(count: int) -> None:
+            if self.cancel.is_set():
+                raise _Failure("cancelled")
+            if time.monotonic() > deadline:
+                raise _Failure("timeout", part_name(number))
+            if self.bucket is not None:
+                self.bucket.take(count)
+            self.progress(self.done + body.sent + count, self.job.size)
+
+        body.on_chunk = on_chunk
+
+        def attempt() -> None:
+            nonlocal deadline
+            deadline = time.monotonic() + self._deadline_for(length)
+            self._put(part_name(number), body)
+
+        self._retrying(attempt)
+        state.parts[number] = body.digest.hexdigest()
+        self._save(state)
+        self.done += length
+        self.parts_sent += 1
+
+    def _deadline_for(self, length: int) -> float:
+        rate = self.settings.min_rate
+        if self.bucket is not None:
+            rate = min(rate, self.bucket.rate)
+        return self.settings.deadline_base + length / rate
+
+    def _put(self, name: str, data: Any) -> None:
+        url = self._url(name)
+        response = self._request("PUT", url, data=data,
+                                 headers={"Content-Type": "application/octet-stream"})
+        if response.status_code == 409:
+            # The upload's folder is missing (removed, or a WebDAV server): make it, again.
+            response.close()
+            self._make_folder()
+            response = self._request("PUT", url, data=data,
+                                     headers={"Content-Type": "application/octet-stream"})
+        with response:
+            if response.status_code not in (200, 201, 204):
+                raise self._status_failure(response)
+            # Read the (small) answer so that the connection serves the next part.
+            with contextlib.suppress(requests.RequestException, OSError):
+                response.raw.read(_ANSWER_CAP)
+
+    # ------------------------------------------------------------ requests and failures
+
+    def _url(self, name: str) -> str:
+        return self.client.url_for(self.job.dossier, f"{UPLOAD_FOLDER}/{self.folder}/{name}")
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.client.request(method, url, self.job.dossier, stream=True,
+                                           **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise _Failure("tls-failed", self._reason(exc)) from None
+        except requests.exceptions.ConnectTimeout:
+            raise _Failure("offline", "timeout") from None
+        except requests.exceptions.Timeout:
+            raise _Failure("timeout", method) from None
+        except requests.RequestException as exc:
+            body = kwargs.get("data")
+            sent = isinstance(body, _PartBody) and body.sent > 0
+            raise _Failure("interrupted" if sent or self.answered else "offline",
+                           self._reason(exc)) from None
+        self.answered = True
+        return response
+
+    def _status_failure(self, response: requests.Response,
+                        missing_folder: bool = False) -> _Failure:
+        status = response.status_code
+        detail = f"HTTP {status}"
+        if status == 401:
+            given = getattr(response, "credential_given", False)
+            return _Failure("auth-failed" if given else "auth-missing", detail)
+        if status == 403:
+            return _Failure("auth-failed", detail)
+        if status == 404 or missing_folder:
+            return _Failure("dossier-not-found", detail)
+        if status in (405, 501):
+            return _Failure("upload-refused", detail)
+        if status in (413, 507):
+            return _Failure("server-full", detail)
+        if status in (429, 503):
+            return _Failure("server-busy", detail,
+                            parse_retry_after(response.headers.get("Retry-After")))
+        if status >= 500:
+            return _Failure("server-error", detail)
+        return _Failure("unexpected-response", detail)
+
+    def _retrying(self, action: Callable[[], T]) -> T:
+        """Do `action`, trying again after a transient failure while the line works."""
+        while True:
+            try:
+                result = action()
+            except _Failure as failure:
+                self._give_up_unless_transient(failure)
+                continue
+            self.failures_in_row = 0
+            return result
+
+    def _give_up_unless_transient(self, failure: _Failure) -> None:
+        if failure.code not in TRANSIENT or self.cancel.is_set():
+            raise failure
+        if failure.code == "offline" and not self.answered:
+            raise failure  # never reached at all: say so now rather than wait
+        self.failures_in_row += 1
+        if self.failures_in_row >= max(1, self.settings.resume_attempts):
+            raise failure
+        settings = self.settings
+        wait = settings.backoff_base * 2.0 ** (self.failures_in_row - 1)
+        if failure.retry_after is not None:
+            wait = min(failure.retry_after, settings.retry_after_cap)
+        log.info("web: %s (%s); trying again in %.1f s", self.job.name, failure, wait)
+        self._pause(min(wait, settings.backoff_cap))
+
+    def _pause(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise _Failure("cancelled")
+
+    def _reason(self, exc: requests.RequestException) -> str:
+        """Return a few words on a transport failure, without the URL or the credentials."""
+        return transport_error(exc, self.job.dossier).detail
