@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +103,67 @@ class WebSource:
     ca_bundle: Path | None = None
 
 
+def default_objectives() -> tuple[str, ...]:
+    """Return the *Objectif de l'échange* offered when `[send] objectives` is not set."""
+    return (_("Sending for revision"), _("Sending for the year-end accounts"),
+            _("Sending for the VAT return"), _("Sending for information"))
+
+
+@dataclass(frozen=True)
+class SendConfig:
+    """The `[send]` table: how dossiers are sent to the accountant."""
+
+    max_kbps: int = 0  # upload cap in kilobytes per second; 0: no cap
+    email_max_mb: int = 20  # the common providers take 20 to 25 MB per message
+    objectives: tuple[str, ...] = ()  # empty: default_objectives(), in the active language
+    folder: Path | None = None  # the default *Répertoire*
+
+    def objective_choices(self) -> tuple[str, ...]:
+        """Return the objectives to offer, the default one first."""
+        return self.objectives or default_objectives()
+
+
+EMAIL_SECURITY = ("starttls", "tls", "none")
+_DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """The `[email]` table: the SMTP server that sends dossiers and information e-mails.
+
+    The password is never here: it lives in the system keyring (`passeur email login`).
+    """
+
+    smtp_host: str = ""
+    smtp_port: int = 0  # 0: the usual port of `security` (587, 465 or 25)
+    security: str = "starttls"  # STARTTLS; "tls": implicit TLS; "none": loopback only
+    user: str = ""
+    sender: str = ""  # the `from` key: the farmer's address
+    accountant: str = ""  # the accountant's address
+    timeout_s: int = 60
+    ca_bundle: Path | None = None  # extra CA certificates (TLS is always verified)
+
+    @property
+    def port(self) -> int:
+        """Return the port to connect to."""
+        return self.smtp_port or _DEFAULT_SMTP_PORTS[self.security]
+
+    @property
+    def configured(self) -> bool:
+        """Tell whether e-mails can be sent at all (a server and a sender address)."""
+        return bool(self.smtp_host and self.sender)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Tell whether `host` names this computer (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -117,6 +180,8 @@ class Config:
     notifications: dict[str, bool] = field(
         default_factory=lambda: dict.fromkeys(NOTIFICATION_EVENTS, True)
     )
+    send: SendConfig = SendConfig()
+    email: EmailConfig = EmailConfig()
 
     def dossier(self, number: str) -> DossierConfig | None:
         """Return the configured dossier with this number, if any."""
@@ -209,6 +274,8 @@ class _Validator:
             if self.value(folders, "sources.folders.enabled", "enabled", bool, True)
             else (),
             notifications=self.notifications(),
+            send=self.send(),
+            email=self.email(),
         )
 
     def app(self) -> AppConfig:
@@ -275,6 +342,62 @@ class _Validator:
                     names=", ".join(NOTIFICATION_EVENTS)))
             result[name] = self.value(table, f"notifications.{name}", name, bool, True)
         return result
+
+    def bounded(self, where: dict[str, Any], key: str, default: int, low: int,
+                high: int) -> int:
+        name = key.rsplit(".", 1)[-1]
+        value = self.value(where, key, name, int, default)
+        if not low <= value <= high:
+            raise self.fail(key, _("expected a whole number between {low} and {high}").format(
+                low=low, high=high))
+        return value
+
+    def send(self) -> SendConfig:
+        table = self.table("send")
+        objectives = self.text_list(table, "send.objectives", "objectives")
+        if any(not text.strip() for text in objectives):
+            raise self.fail("send.objectives", _("expected a list of texts that are not empty"))
+        return SendConfig(
+            max_kbps=self.bounded(table, "send.max_kbps", 0, 0, 10**7),
+            # 1 to 100 MB: no provider takes more (the message is built in memory), and 0 would
+            # forbid e-mail altogether.
+            email_max_mb=self.bounded(table, "send.email_max_mb", 20, 1, 100),
+            objectives=tuple(text.strip() for text in objectives),
+            folder=self.optional_path(table, "send.folder", "folder"),
+        )
+
+    def email(self) -> EmailConfig:
+        table = self.table("email")
+        security = self.value(table, "email.security", "security", str, "starttls")
+        if security not in EMAIL_SECURITY:
+            raise self.fail("email.security", _('expected "starttls", "tls" or "none"'))
+        host = self.value(table, "email.smtp_host", "smtp_host", str, "").strip()
+        if security == "none" and host and not is_loopback_host(host):
+            raise self.fail("email.security", _(
+                '"none" sends the password and the dossier unencrypted, so it is accepted '
+                'only for a server on this computer (localhost); expected "starttls" or '
+                '"tls"'))
+        return EmailConfig(
+            smtp_host=host,
+            smtp_port=self.bounded(table, "email.smtp_port", 0, 0, 65535),
+            security=security,
+            user=self.value(table, "email.user", "user", str, "").strip(),
+            sender=self.address(table, "email.from", "from"),
+            accountant=self.address(table, "email.accountant", "accountant"),
+            timeout_s=self.bounded(table, "email.timeout_s", 60, 1, 3600),
+            ca_bundle=self.optional_path(table, "email.ca_bundle", "ca_bundle"),
+        )
+
+    def address(self, where: dict[str, Any], key: str, name: str) -> str:
+        text = self.value(where, key, name, str, "").strip()
+        if text and not _EMAIL_RE.fullmatch(text):
+            raise self.fail(key, _("expected an e-mail address such as "
+                                   "comptable@cabinet.example"))
+        return text
+
+
+# A deliberately plain check: one @, no spaces or angle brackets; the server has the last word.
+_EMAIL_RE = re.compile(r"[^@\s<>\\\"]+@[^@\s<>\\\"]+\.[^@\s<>\\\".]+")
 
 
 _KIND_WORDS: dict[type, Callable[[], str]] = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import tomlkit
@@ -135,3 +135,48 @@ def remove_trusted_key(path: Path, key_id: str) -> bool:
     _edit(path, lambda document: _remove_where(document, "trusted_keys", "public_key",
                                                match.text))
     return True
+
+
+# A value of None leaves a key as it is; an empty one ("", 0, []) removes it (the default
+# then applies).
+TableValue = str | int | Sequence[str] | None
+
+
+def _set_table(document: tomlkit.TOMLDocument, name: str,
+               values: Mapping[str, TableValue]) -> None:
+    if name not in document:
+        document.append(name, tomlkit.table())
+    table = document[name]
+    assert isinstance(table, Table)
+    for key, value in values.items():
+        if value is None:
+            continue
+        if value in ("", 0) or (not isinstance(value, str | int) and not value):
+            table.pop(key, None)
+        elif isinstance(value, str | int):
+            table[key] = value
+        else:
+            table[key] = list(value)
+
+
+def set_send(path: Path, *, max_kbps: int | None = None, email_max_mb: int | None = None,
+             objectives: Sequence[str] | None = None, folder: str | None = None) -> Config:
+    """Set keys of the `[send]` table (None: unchanged; empty: back to the default)."""
+    values: dict[str, TableValue] = {"max_kbps": max_kbps, "email_max_mb": email_max_mb,
+                                     "objectives": objectives, "folder": folder}
+    return _edit(path, lambda document: _set_table(document, "send", values))
+
+
+def set_email(path: Path, *, smtp_host: str | None = None, smtp_port: int | None = None,
+              security: str | None = None, user: str | None = None,
+              sender: str | None = None, accountant: str | None = None,
+              timeout_s: int | None = None, ca_bundle: str | None = None) -> Config:
+    """Set keys of the `[email]` table (None: unchanged; empty: back to the default).
+
+    `sender` is the `from` key (a Python keyword).
+    """
+    values: dict[str, TableValue] = {
+        "smtp_host": smtp_host, "smtp_port": smtp_port, "security": security, "user": user,
+        "from": sender, "accountant": accountant, "timeout_s": timeout_s,
+        "ca_bundle": ca_bundle}
+    return _edit(path, lambda document: _set_table(document, "email", values))

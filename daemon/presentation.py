@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.i18n import _, current_language, ngettext
 from daemon.manifest import Manifest
+
+if TYPE_CHECKING:
+    from daemon.queue import Line
 
 
 def module_label(module: str) -> str:
@@ -107,7 +110,64 @@ def describe_activity(action: str, detail: dict[str, Any]) -> str:
         return ngettext("{app} restarted, {n} update handed over",
                         "{app} restarted, {n} updates handed over", count).format(
                             app=detail.get("app", ""), n=count)
+    if action in ("sent", "send_failed"):
+        return describe_send(action, detail)
+    if action == "receipt":
+        return describe_receipt(str(detail.get("file", "")), str(detail.get("received_at", "")))
     return action
+
+
+def describe_receipt(file: str, received_at: str) -> str:
+    """Return « Reçu par votre comptable le … » for a sent file the firm confirmed."""
+    try:
+        when = format_datetime(datetime.fromisoformat(received_at).astimezone())
+    except ValueError:
+        when = received_at
+    return _("Received by your accountant on {when}: {file}").format(when=when, file=file)
+
+
+def describe_send(action: str, detail: dict[str, Any]) -> str:
+    """Return the journal line of a send (`sent`) or of a send that failed (`send_failed`)."""
+    if action == "send_failed":
+        return _("Dossier {number} not sent ({channel}): {reason}").format(
+            number=detail.get("dossier", ""), channel=channel_label(str(detail.get("channel"))),
+            reason=detail.get("message", ""))
+    count = int(detail.get("documents", 0))
+    text = ngettext("{file} sent to {where} ({n} document, {size})",
+                    "{file} sent to {where} ({n} documents, {size})", count).format(
+        file=detail.get("name", ""), where=detail.get("where", ""), n=count,
+        size=format_size(int(detail.get("size", 0))))
+    if detail.get("objective"):
+        text += " — " + str(detail["objective"])
+    return text
+
+
+def channel_label(channel: str) -> str:
+    """Return the manual's name of a way of sending (*Choix de la destination*)."""
+    labels = {
+        "web": _("Web synchronisation with your accountant"),
+        "folder": _("Folder"),
+        "email": _("Email"),
+    }
+    return labels.get(channel, channel)
+
+
+def documents_label(mode: str) -> str:
+    """Return the manual's words for *Joindre les documents associés*."""
+    return _("Only the modified or added documents") if mode == "changed" else _(
+        "All the documents")
+
+
+def format_duration(seconds: float) -> str:
+    """Return a duration the way the user reads it (45 s, 2 min 05 s, 1 h 02 min)."""
+    whole = max(0, round(seconds))
+    if whole < 60:
+        return _("{s} s").format(s=whole)
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return _("{m} min {s:02d} s").format(m=minutes, s=secs)
+    hours, minutes = divmod(minutes, 60)
+    return _("{h} h {m:02d} min").format(h=hours, m=minutes)
 
 
 def origin_label(origin: str) -> str:
@@ -121,3 +181,18 @@ def origin_label(origin: str) -> str:
         "demo": _("demo"),
     }
     return labels.get(kind, origin)
+
+
+def state_words(item: Line) -> str:
+    """Return an item's state as the queue listing says it."""
+    from daemon.queue import State
+
+    if item.state is State.WAITING and item.restart_required:
+        return _("restart required")
+    return {
+        State.RECEIVED: _("received"),
+        State.WAITING: _("to integrate"),
+        State.DELIVERED: _("integrated"),
+        State.DELETED: _("deleted"),
+        State.REJECTED: _("refused"),
+    }[item.state]

@@ -81,9 +81,12 @@ class Destination(Protocol):
     channel: Channel
 
     def check(self, job_size: int) -> None:
-        """Raise SendError before anything is packed or sent when this destination cannot
-        take a file of about `job_size` bytes (not configured, too large for e-mail, a key
-        too small)."""
+        """Raise SendError when this destination cannot take a file of `job_size` bytes
+        (not configured, too large for e-mail, a key too small).
+
+        The orchestrator calls it twice: with 0 before packing (can it take a send at
+        all?), then with the packed file's exact size before a byte is transferred.
+        """
 
     def send(self, job: SendJob, progress: Progress, cancel: threading.Event) -> Sent:
         """Transfer the job's file; raise SendError (code "cancelled" when `cancel` was set)."""
