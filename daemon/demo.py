@@ -38,7 +38,8 @@ from daemon import config_edit
 from daemon import events as ev
 from daemon.context import Context
 from daemon.exchange import Source, pack_exchange
-from daemon.i18n import _
+from daemon.fsutil import atomic_writer
+from daemon.i18n import _, ngettext
 from daemon.keys import SigningKey
 from daemon.logs import describe_event
 from daemon.manifest import Manifest
@@ -78,10 +79,39 @@ def _say(text: str = "") -> None:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the repository folder; requests go to the debug log, not to the terminal."""
+    """Serves the repository folder and takes uploads into its `upload/` folders (a plain
+    `PUT`, as nginx's `dav_methods PUT` does); requests go to the debug log."""
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("demo site: " + format, *args)
+
+    def do_PUT(self) -> None:
+        """Store the body under the path, only inside a dossier's `upload/` folder."""
+        target = self._upload_target()
+        length = int(self.headers.get("Content-Length") or -1)
+        if target is None or length < 0:
+            self.send_error(403 if target is None else 411)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(target) as out:
+            left = length
+            while left:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ConnectionError("the upload was cut")
+                out.write(chunk)
+                left -= len(chunk)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _upload_target(self) -> Path | None:
+        root = Path(self.directory).resolve()
+        parts = [p for p in self.path.split("?", 1)[0].split("/") if p]
+        if len(parts) < 3 or parts[1] != "upload" or any(p in (".", "..") for p in parts):
+            return None
+        target = root.joinpath(*parts).resolve()
+        return target if target.is_relative_to(root / parts[0] / "upload") else None
 
 
 class LocalSite:
@@ -158,9 +188,24 @@ def configure(root: Path, key: SigningKey, site_url: str) -> Context:
     }
     document["restart"] = {"close_timeout_seconds": int(CLOSE_WAIT_S)}
     config.write_text(tomlkit.dumps(document), "utf-8")
-    config_edit.add_dossier(config, DOSSIER, NAME)
+    config_edit.add_dossier(config, DOSSIER, NAME, str(make_dossier_folder(root)))
     config_edit.add_trusted_key(config, key.public, _("Accountant (demo)"))
     return Context(root)
+
+
+def make_dossier_folder(root: Path) -> Path:
+    """Write the stand-in application's dossier: the books and two associated documents."""
+    folder = root / "isacompta" / "dossiers" / DOSSIER
+    (folder / "pieces").mkdir(parents=True)
+    (folder / "ecritures.xml").write_text(
+        "<ecritures>" + "".join(f"<e n='{n}' compte='6061' montant='{n * 7 % 500}.00'/>"
+                                for n in range(1, 400)) + "</ecritures>", "utf-8")
+    (folder / "pieces" / "facture-engrais.pdf").write_bytes(
+        b"%PDF-1.4\n% demo\n" + secrets.token_bytes(48 << 10) + b"\n%%EOF\n")
+    (folder / "pieces" / "releve-banque.csv").write_text(
+        "date;libelle;montant\n" + "".join(f"2020-10-{d:02d};virement;{d * 13}.50\n"
+                                           for d in range(1, 29)), "utf-8")
+    return folder
 
 
 def _use_no_keyring() -> None:
@@ -185,6 +230,8 @@ class Narrator:
         self.ready = threading.Event()
         self.held = threading.Event()
         self.handed_over = threading.Event()
+        self.sent = threading.Event()
+        self.receipt = threading.Event()
         self.on_held: Callable[[], None] = lambda: None
         self.on_handed_over: Callable[[], None] = lambda: None
         self._held_ids: set[int] = set()
@@ -208,6 +255,10 @@ class Narrator:
                     self.held.set()
             case ev.Delivered(item_id=item_id):
                 self._delivered.add(item_id)
+            case ev.SendFinished():
+                self.sent.set()
+            case ev.ReceiptReceived():
+                self.receipt.set()
         # Handed over: nothing held any more, and what was held reached the inbox. (After
         # "Relancer maintenant" the tray says Delivered once the application started again,
         # which may be after the service saw that nothing is held any more.)
@@ -282,16 +333,72 @@ class Demo:
         if self.stopping.wait(second):
             return
         self._publish(2, etalon=True)
-        if self.with_tray:
-            return  # the user answers the prompt; Quitter or Ctrl-C ends the demo
-        if not self._wait(self.narrator.held, deadline,
-                          _("the étalon update was not held for a restart")):
+        if not self.with_tray:
+            if not self._wait(self.narrator.held, deadline,
+                              _("the étalon update was not held for a restart")):
+                return
+            self._close_application()
+        # With the tray the user answers the prompt, and may take their time.
+        if not self._wait(self.narrator.handed_over, deadline,
+                          _("the updates were not handed over")):
             return
-        self._close_application()
-        if self._wait(self.narrator.handed_over, deadline,
-                      _("the updates were not handed over")):
+        if self._send_and_collect(deadline):
             self.completed = True
+            if not self.with_tray:
+                self._stop_service()
+
+    def _send_and_collect(self, deadline: float) -> bool:
+        """The sending half: the farmer sends the dossier by web, the firm collects it, and
+        its receipt comes back on the next look at the site."""
+        from daemon.send.base import Channel, SendError
+        from daemon.send.sender import SendRequest
+        from daemon.web.collect import collect
+
+        assert self.service is not None
+        assert self.ctx is not None
+        if self.stopping.wait(4.0 if self.with_tray else 0.5):
+            return False
+        if self.ctx.delivery.watcher.is_running():
+            _say("   " + _("To send the dossier, {app} is closed first (a dossier is never "
+                          "packed while it may be writing it):").format(app=APP_NAME))
+            self._close_application()
+            self._wait_until_closed()
+        _say(_("9. The farmer sends dossier {number} to the accountant by web "
+               "synchronisation, with all the documents:").format(number=DOSSIER))
+        try:
+            sent = self.service.core.send(SendRequest(
+                DOSSIER, Channel.WEB, objective=self.ctx.config.send.objective_choices()[0],
+                comments=_("Demonstration dossier")))
+        except SendError as error:
+            _say(_("The demo stops: {what}.").format(what=error.message()))
             self._stop_service()
+            return False
+        self.narrator.sent.wait(2.0)  # its line in the story comes first
+        _say("   " + _("The report (rapport):"))
+        for line in sent.lines():
+            _say("      " + line)
+        report = collect(self.repo.root, self.root / "cabinet" / "entree", self.key)
+        count = len(report.outcomes)
+        _say(ngettext("10. The accountant collects it: {n} dossier checked and put in the "
+                      "firm's inbox; a signed receipt is published.",
+                      "10. The accountant collects them: {n} dossiers checked and put in the "
+                      "firm's inbox; signed receipts are published.", count).format(n=count))
+        for source in self.service.sources:
+            source.poll_now()  # the farmer's passeur reads the receipt at its next look
+        if not self._wait(self.narrator.receipt, deadline + 30,
+                          _("the accountant's receipt did not come back")):
+            return False
+        _say(_("11. The report of the send now says that the accountant received it."))
+        if self.with_tray:
+            _say(_("To quit: \"{quit}\" in the icon's menu, or Ctrl-C here.").format(
+                quit=_("Quit")))
+        return True
+
+    def _wait_until_closed(self) -> None:
+        from daemon.restart import wait_for_exit
+
+        assert self.ctx is not None
+        wait_for_exit(self.ctx.delivery.watcher.running_pids(), CLOSE_WAIT_S)
 
     def _wait(self, step: threading.Event, deadline: float, missing: str) -> bool:
         """Wait for a step of the story (headless: until the deadline); False to stop."""
@@ -328,9 +435,8 @@ class Demo:
 
     def _handed_over(self) -> None:
         if self.with_tray:
-            _say(_("8. passeur handed both updates to {app} as soon as it was closed. To "
-                   "quit: \"{quit}\" in the icon's menu, or Ctrl-C here.").format(
-                       app=APP_NAME, quit=_("Quit")))
+            _say(_("8. passeur handed both updates to {app} as soon as it was closed.").format(
+                app=APP_NAME))
         else:
             _say(_("8. {app} is closed: passeur handed both updates to it; it integrates "
                    "them when it starts again.").format(app=APP_NAME))
@@ -379,8 +485,9 @@ class Demo:
 
 def run_demo(keep: bool = False, headless: bool = False) -> int:
     """Run the demo; return an exit code."""
-    from daemon.cli import has_display, serve
+    from daemon.cli import serve
     from daemon.logs import setup_logging
+    from daemon.platform import has_display
 
     with_tray = not headless and has_display()
     root = Path(tempfile.mkdtemp(prefix="passeur-demo-"))

@@ -81,9 +81,19 @@ def test_the_headless_demo_receives_over_the_web_holds_the_etalon_and_hands_over
         f"{etalon} remis à l'application") < out.index(
         "Plus aucune mise à jour n'attend la relance de l'application Isacompta")
     assert "Isacompta doit être relancé pour qu'elle soit intégrée" in out
+    # The sending half: the dossier goes by web, the firm collects it, the receipt comes back.
+    sends = out.index("9. L'agriculteur envoie le dossier 8502182 à son comptable")
+    assert out.index("Plus aucune mise à jour n'attend") < sends
+    sent = re.search(r"(8502182-\d{14}\.wvz) envoyé \(le site de votre comptable", out)
+    assert sent is not None, out
+    assert "Un échange est généré, et envoyé à votre technicien" in out
+    assert "10. Le comptable le récupère : 1 dossier vérifié" in out
+    assert re.search(sent.group(1) + r" : reçu par votre comptable le \d\d/\d\d/\d{4}", out), out
+    assert out.index("11. Le rapport de l'envoi dit maintenant") > sends
     journal = out[out.index("Journal :"):]
     assert f"{etalon} reçu (depuis le site du comptable) — contient des dossiers étalons" in (
         journal)
+    assert f"{sent.group(1)} envoyé vers le site de votre comptable" in journal
     assert out.rstrip().endswith("Dossier temporaire supprimé.")
     assert not root.exists()
     assert stand_ins(root) == []
@@ -224,6 +234,13 @@ def test_the_demo_with_the_tray_ends_in_the_restart_prompt_and_restarts_the_app(
         look.wait_for(Status.UP_TO_DATE, "demo-05-restarted")
         assert wait_for(lambda: notified("Isacompta a été relancé ; 2 mises à jour remises à "
                                          "Isacompta."), 15, 0.3), bodies
+
+        # The sending half: the demo closes Isacompta, sends the dossier by web, the firm
+        # collects it and its receipt comes back.
+        demo.says("11. Le rapport de l'envoi dit maintenant")
+        assert wait_for(lambda: notified("Dossier 8502182 envoyé à votre comptable"), 15,
+                        0.3), bodies
+        look.wait_for(Status.UP_TO_DATE, "demo-06-sent")
     finally:
         code = demo.stop()
         print(demo.output)  # shown when the test fails
