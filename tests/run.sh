@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Real parts the integration tests use; a missing one makes its tests fail, never skip.
 DEBIAN_PACKAGES=(nginx-light systemd desktop-file-utils dosfstools fusefat fuse3
-    xvfb trayer xdotool imagemagick dunst dbus-daemon x11-utils fonts-dejavu-core libtk8.6 lighttpd zip)
+    xvfb trayer xdotool imagemagick dunst dbus-daemon x11-utils fonts-dejavu-core libtk8.6
+    lighttpd lighttpd-mod-webdav zip libglib2.0-bin)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
