@@ -206,6 +206,34 @@ def atomic_copy(src: Path, final: Path,
         shutil.copyfileobj(source, out, CHUNK)
 
 
+class PartDigests:
+    """The SHA-256 of each `part_size` bytes of a stream (the web upload's parts), fed as
+    the bytes are written: a part is then never read again to be hashed."""
+
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self._digests: list[str] = []
+        self._current = hashlib.sha256()
+        self._filled = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Hash the next bytes of the stream."""
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self.part_size - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.part_size:
+                self._digests.append(self._current.hexdigest())
+                self._current, self._filled = hashlib.sha256(), 0
+
+    def hexdigests(self) -> tuple[str, ...]:
+        """Return every part's digest, the last (shorter) part included."""
+        tail = (self._current.hexdigest(),) if self._filled else ()
+        return (*self._digests, *tail)
+
+
 def sha256_file(path: Path) -> str:
     """Return the SHA-256 of a file, read in large chunks."""
     with open(path, "rb") as handle:

@@ -47,7 +47,7 @@ from daemon.compressibility import (
     worth_deflating,
 )
 from daemon.exchange import Limits
-from daemon.fsutil import CHUNK, Writeback
+from daemon.fsutil import CHUNK, PartDigests, Writeback
 from daemon.zipstream import LOCAL_HEADER, LOCAL_MAGIC, RATIO_FLOOR, ZIP64_EXTRA, ZIP64_MARK
 
 STORED, DEFLATED = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
@@ -130,7 +130,8 @@ class ZipWriter:
     offset 0. Use as a context manager, inside the one that removes the file on failure.
     """
 
-    def __init__(self, out: BinaryIO, *, force_zip64: bool = False) -> None:
+    def __init__(self, out: BinaryIO, *, force_zip64: bool = False,
+                 part_size: int = 0) -> None:
         self._out = out
         self._offset = 0
         self._force_zip64 = force_zip64
@@ -140,6 +141,8 @@ class ZipWriter:
         # it is written; a larger one, whose header is patched, is read back through a
         # second handle once final (from the page cache: it was just written).
         self._digest = hashlib.sha256()
+        # With `part_size`, each part's SHA-256 too: the web upload sends those parts.
+        self._parts = PartDigests(part_size) if part_size else None
         self._hashed = 0
         self._reader: BinaryIO | None = None
         # Final bytes gathered into large writes: one system call (and one hash update)
@@ -148,6 +151,7 @@ class ZipWriter:
         self._writeback = Writeback(out.fileno())
         self.size = 0
         self.sha256 = ""
+        self.part_sha256: tuple[str, ...] = ()
 
     def __enter__(self) -> ZipWriter:
         return self
@@ -276,6 +280,8 @@ class ZipWriter:
         self._hash_final()
         self.size = self._offset
         self.sha256 = self._digest.hexdigest()
+        if self._parts is not None:
+            self.part_sha256 = self._parts.hexdigests()
 
     def _central_record(self, entry: Entry) -> bytes:
         force = self._force_zip64
@@ -305,11 +311,16 @@ class ZipWriter:
 
     def _flush_final(self) -> None:
         if self._final:
-            self._digest.update(self._final)
+            self._hash(self._final)
             self._out.write(self._final)
             self._hashed += len(self._final)
             self._writeback.wrote(len(self._final))
             self._final.clear()
+
+    def _hash(self, data: bytes | bytearray) -> None:
+        self._digest.update(data)
+        if self._parts is not None:
+            self._parts.update(data)
 
     def _hash_final(self) -> None:
         """Hash every byte that can no longer change, then let the disk have it."""
@@ -324,7 +335,7 @@ class ZipWriter:
             data = self._reader.read(min(CHUNK, self._offset - self._hashed))
             if not data:
                 raise OSError(f"{self._out.name}: shorter than written")
-            self._digest.update(data)
+            self._hash(data)
             self._hashed += len(data)
             self._writeback.wrote(len(data))
 

@@ -711,3 +711,24 @@ def test_the_inventory_store_keeps_the_last_success(tmp_path: Path) -> None:
     assert store.load(DOSSIER) is None
     with pytest.raises(ValueError):
         store.path("../etc")
+
+
+def test_the_packer_hands_over_the_digest_of_each_upload_part(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from daemon.send.base import PART_SIZE
+    from daemon.send.identity import installation_key
+    from daemon.send.pack import pack_dossier
+
+    folder = tmp_path / "dossier"
+    folder.mkdir()
+    (folder / "scan.bin").write_bytes(os.urandom(PART_SIZE * 2 + 12345))  # stored: 3 parts
+    (folder / "ecritures.txt").write_text("compte;montant\n" * 5000, "utf-8")
+    packed = pack_dossier(folder, tmp_path / "out", installation_key(tmp_path / "data"),
+                          dossier="8502182", dossier_name="GAEC LE GUYON")
+    data = packed.path.read_bytes()
+    expected = tuple(hashlib.sha256(data[start:start + PART_SIZE]).hexdigest()
+                     for start in range(0, len(data), PART_SIZE))
+    assert len(expected) == 3
+    assert packed.part_sha256 == expected

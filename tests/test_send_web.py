@@ -4,6 +4,7 @@ receipt read back by the farmer's poller."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -411,7 +412,8 @@ def test_cancel_stops_at_the_next_chunk_and_keeps_what_was_acknowledged(
         tmp_path: Path) -> None:
     i18n.setup("en")
     dest = WebDestination(faults.base_url, store, farmer, tmp_path / "send-state",
-                          part_size=4 * UPLOAD_CHUNK, settings=FAST)
+                          part_size=4 * UPLOAD_CHUNK,
+                          settings=dataclasses.replace(FAST, chunk_size=UPLOAD_CHUNK))
     progress = ProgressLog(cancel_at=UPLOAD_CHUNK + 1)  # at the second chunk
     with pytest.raises(SendError) as caught:
         send(dest, wvz, progress)

@@ -11,11 +11,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from daemon.exchange import Source, pack_exchange
-from daemon.fsutil import sha256_file
+from daemon.fsutil import PartDigests, sha256_file
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest
 from daemon.naming import Kind
-from daemon.send.base import SendJob
+from daemon.send.base import PART_SIZE, SendJob
 from daemon.send.parts import (
     PARTS_NAME,
     SIGNATURE_NAME,
@@ -51,9 +51,14 @@ def make_wvz(out: Path, farmer: SigningKey, size: int, *, dossier: str = DOSSIER
 
 
 def job_for(file: Path, dossier: str = DOSSIER) -> SendJob:
-    """Return the send job of a packed file."""
+    """Return the send job of a packed file, with the part digests the packer hands over."""
+    parts = PartDigests(PART_SIZE)
+    with open(file, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            parts.update(chunk)
     return SendJob(dossier=dossier, dossier_name=DOSSIER_NAME, file=file, name=file.name,
-                   size=file.stat().st_size, sha256=sha256_file(file))
+                   size=file.stat().st_size, sha256=sha256_file(file),
+                   part_sha256=parts.hexdigests())
 
 
 @dataclass

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+# The web upload's part size; the packer hashes the file in parts of this size as it
+# writes it (SendJob.part_sha256).
+PART_SIZE = 8 << 20
 # Called with (bytes done, bytes total); cheap, may be called often.
 Progress = Callable[[int, int], None]
 
@@ -48,6 +51,8 @@ class SendJob:
     objective: str = ""
     comments: str = ""
     documents: Documents = Documents.ALL
+    # The SHA-256 of each PART_SIZE bytes of the file, when the packer made them.
+    part_sha256: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from daemon.i18n import _, ngettext
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest, Member
 from daemon.naming import DOSSIER_RE, Kind, check_member_path, make_name
-from daemon.send.base import Documents, Progress, SendError
+from daemon.send.base import PART_SIZE, Documents, Progress, SendError
 from daemon.send.inventory import Document, Inventory
 from daemon.send.snapshot import (
     DOUBT_NS,
@@ -86,6 +86,9 @@ class PackedDossier:
     skipped: tuple[str, ...] = ()  # links and special files left out (relative paths)
     generated_at: datetime | None = None
     sequence: int = 1
+    # The SHA-256 of each PART_SIZE bytes of the file, made as it was written: the web
+    # upload sends those parts without reading them twice.
+    part_sha256: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def pack_dossier(folder: Path, out_dir: Path, key: SigningKey, *, dossier: str,
     name, final, generated = _free_name(out_dir, dossier, generated)
     known = previous.by_path if previous is not None else {}
     try:
-        with atomic_writer(final) as out, ZipWriter(out) as writer:
+        with atomic_writer(final) as out, ZipWriter(out, part_size=PART_SIZE) as writer:
             _make_private(out.fileno())
             read = _read_documents(writer, to_read, known, documents, progress, cancel,
                                    workers)
@@ -189,7 +192,7 @@ def pack_dossier(folder: Path, out_dir: Path, key: SigningKey, *, dossier: str,
         documents=len(read.carried), documents_bytes=sum(d.size for d in read.carried),
         deleted=deleted, mode=documents, inventory=inventory,
         unchanged=_same_as_before(inventory_documents, known), skipped=listing.skipped,
-        generated_at=generated, sequence=sequence,
+        generated_at=generated, sequence=sequence, part_sha256=writer.part_sha256,
     )
 
 

@@ -159,12 +159,13 @@ class _Packed:
     inventory: Inventory
     staging: Path  # the folder holding `file`, removed once it is no longer needed
     resumed: bool = False
+    part_sha256: tuple[str, ...] = ()  # made by the packer; a resumed file has none
 
     @classmethod
     def of(cls, packed: PackedDossier, staging: Path) -> _Packed:
         return cls(packed.path, packed.name, packed.size, packed.sha256, packed.documents,
                    packed.documents_bytes, tuple(packed.deleted), Documents(packed.mode),
-                   packed.inventory, staging)
+                   packed.inventory, staging, part_sha256=packed.part_sha256)
 
 
 PENDING_FILE = "pending.json"
@@ -258,7 +259,7 @@ class Sender:
                     raise SendError("cancelled", _("The send was cancelled; nothing was sent."))
                 job = SendJob(dossier.number, dossier.name, packed.file, packed.name,
                               packed.size, packed.sha256, request.objective, request.comments,
-                              packed.mode)
+                              packed.mode, packed.part_sha256)
                 outcome = destination.send(job, run.progress("transfer"), cancel)
                 sent = True
             finally:
