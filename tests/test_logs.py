@@ -383,7 +383,10 @@ def test_follow_goes_on_across_rotations_until_ctrl_c(home: Home) -> None:
     log = logging.getLogger("passeur.writer")
     follower = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "log", "--follow", "--lines", "5"],
-        env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: Ctrl-C reaches it even when the tests run in the background
+        # (a background job inherits SIGINT ignored, and then never sees Ctrl-C).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen: queue.Queue[str] = queue.Queue()
 
     def read() -> None:
