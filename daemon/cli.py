@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon import __version__, i18n
+from daemon.commands import Handler
 from daemon.context import Context
 from daemon.errors import ConfigError, Rejected
 from daemon.i18n import _, ngettext
@@ -26,8 +27,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 # Nor do the commands that must work to repair it (start at login, the log, support).
 COMMANDS_WITHOUT_CONFIG = frozenset({"keygen", "pack", "publish", "collect", "demo",
                                      "autostart", "log", "diagnose"})
-
-Handler = Callable[[Context, argparse.Namespace], int]
 
 
 def out(text: str = "") -> None:

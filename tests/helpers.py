@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -122,3 +125,29 @@ watch = []
         "utf-8",
     )
     return Home(root, key, inbox, root / "outbox")
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int,
+                   timeout: float = 10.0) -> bool:
+    """Wait until a server process accepts connections on 127.0.0.1:`port`; False when it
+    ended first (the port was taken meanwhile, a wrong configuration) or took too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", port), timeout=0.5):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server process (gracefully, then forced) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -9,17 +9,16 @@ upload's folder made (MKCOL) before a PUT inside it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import stop_process, wait_listening
 from tests.nginx import free_port
 
 MODULES_DIR = Path("/usr/lib/lighttpd")
@@ -114,27 +113,13 @@ class Lighttpd:
 
     def _wait_ready(self, timeout: float = 10.0) -> bool:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=0.5):
-                return True
-            time.sleep(0.02)
-        return False
+        return wait_listening(self.process, self.port, timeout)
 
     def stop(self) -> None:
         """Stop lighttpd (graceful, then forced) and reap it."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.process = None
 
     def error_log(self) -> str:

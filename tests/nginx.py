@@ -8,7 +8,6 @@ folder, one folder per upload made by nginx itself (`create_full_put_path on`).
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
 import ipaddress
@@ -17,7 +16,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.helpers import stop_process, wait_listening
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 
@@ -230,27 +230,13 @@ class Nginx:
 
     def _wait_ready(self, timeout: float = 10.0) -> bool:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False  # e.g. the port was taken meanwhile
-            with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=0.5):
-                return True
-            time.sleep(0.02)
-        return False
+        return wait_listening(self.process, self.port, timeout)
 
     def stop(self) -> None:
         """Stop nginx (graceful, then forced) and reap it."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.process = None
 
     def error_log(self) -> str:

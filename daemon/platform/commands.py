@@ -6,31 +6,13 @@ are imported when the command actually runs, so that other commands start faster
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
+from daemon.commands import Command, lazy
 from daemon.i18n import _
-
-if TYPE_CHECKING:
-    from daemon.context import Context
-
-Command = Callable[[str, Any, str], argparse.ArgumentParser]
-
-
-def _handler(name: str) -> Callable[[Context, argparse.Namespace], int]:
-    def run(ctx: Context, args: argparse.Namespace) -> int:
-        from daemon.platform import handlers
-
-        result: int = getattr(handlers, name)(ctx, args)
-        return result
-
-    return run
 
 
 def register(command: Command) -> None:
     """Add the platform commands to the CLI through its `command(name, handler, help)`."""
-    p = command("autostart", _handler("cmd_autostart"),
+    p = command("autostart", lazy("daemon.platform.handlers", "cmd_autostart"),
                 _("start passeur when you log in (enable, disable, status)"))
     actions = p.add_subparsers(dest="action", metavar=_("ACTION"))
     enable = actions.add_parser("enable", help=_("start passeur at every login"))

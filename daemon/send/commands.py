@@ -7,27 +7,15 @@ imported when a sending command actually runs, so that other commands start fast
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from daemon.commands import Command, lazy
 from daemon.i18n import _
 
-if TYPE_CHECKING:
-    from daemon.context import Context
-
-Command = Callable[[str, Any, str], argparse.ArgumentParser]
 CHANNELS = ("web", "folder", "email")
 
-
-def _handler(name: str) -> Callable[[Context, argparse.Namespace], int]:
-    def run(ctx: Context, args: argparse.Namespace) -> int:
-        import daemon.send.handlers as handlers
-
-        result: int = getattr(handlers, name)(ctx, args)
-        return result
-
-    return run
 
 
 class _Destination(argparse.Action):
@@ -49,7 +37,7 @@ class _Destination(argparse.Action):
 
 def register(command: Command) -> None:
     """Add the sending commands to the CLI through its `command(name, handler, help)`."""
-    p = command("send", _handler("cmd_send"),
+    p = command("send", lazy("daemon.send.handlers", "cmd_send"),
                 _("send a dossier to the accountant: through the accountant's site, into a"
                   " folder or onto a USB key, or by e-mail"))
     p.add_argument("dossier", metavar=_("DOSSIER"), help=_("dossier number"))
@@ -70,7 +58,7 @@ def register(command: Command) -> None:
                           " folder send (default: as the last send)"))
     p.add_argument("--json", action="store_true", help=_("JSON output"))
 
-    p = command("email", _handler("cmd_email"),
+    p = command("email", lazy("daemon.send.handlers", "cmd_email"),
                 _("the e-mail account that sends dossiers and information e-mails"))
     actions = p.add_subparsers(dest="action", metavar=_("ACTION"), required=True)
     login = actions.add_parser("login", help=_("store the e-mail password in the system"

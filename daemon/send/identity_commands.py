@@ -6,15 +6,13 @@ Registered by daemon.cli; the key itself is read (or made) only when the command
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from daemon.commands import Command
 from daemon.i18n import _
 
 if TYPE_CHECKING:
     from daemon.context import Context
-
-Command = Callable[[str, Any, str], argparse.ArgumentParser]
 
 
 def register(command: Command) -> None:

@@ -7,38 +7,22 @@ actually runs, so that other commands start faster.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+from daemon.commands import Command, lazy
 from daemon.i18n import _
-
-if TYPE_CHECKING:
-    from daemon.context import Context
-
-Command = Callable[[str, Any, str], argparse.ArgumentParser]
-
-
-def _handler(module: str, name: str) -> Callable[[Context, argparse.Namespace], int]:
-    def run(ctx: Context, args: argparse.Namespace) -> int:
-        import importlib
-
-        result: int = getattr(importlib.import_module(module), name)(ctx, args)
-        return result
-
-    return run
 
 
 def register(command: Command) -> None:
     """Add `log` and `diagnose` to the CLI through its `command(name, handler, help)`."""
     from pathlib import Path
 
-    p = command("log", _handler("daemon.support.logview", "cmd_log"), _("show passeur's log"))
+    p = command("log", lazy("daemon.support.logview", "cmd_log"), _("show passeur's log"))
     p.add_argument("-f", "--follow", action="store_true",
                    help=_("keep showing new lines as they are written, until Ctrl-C"))
     p.add_argument("-n", "--lines", type=_count, default=50, metavar="N",
                    help=_("how many of the last lines to show first (default 50)"))
 
-    p = command("diagnose", _handler("daemon.support.diagnose", "cmd_diagnose"),
+    p = command("diagnose", lazy("daemon.support.diagnose", "cmd_diagnose"),
                 _("write a diagnostic archive for your accountant's support"))
     p.add_argument("--out", type=Path, metavar=_("FOLDER"),
                    help=_("where to write the archive (default: your Desktop, else your "

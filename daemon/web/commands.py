@@ -8,31 +8,15 @@ imported when a web command actually runs, so that other commands start faster.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from daemon.commands import Command, lazy
 from daemon.i18n import _
-
-if TYPE_CHECKING:
-    from daemon.context import Context
-
-Command = Callable[[str, Any, str], argparse.ArgumentParser]
-
-
-def _handler(name: str) -> Callable[[Context, argparse.Namespace], int]:
-    def run(ctx: Context, args: argparse.Namespace) -> int:
-        from daemon.web import handlers
-
-        result: int = getattr(handlers, name)(ctx, args)
-        return result
-
-    return run
 
 
 def register(command: Command) -> None:
     """Add the web commands to the CLI through its `command(name, handler, help)` factory."""
-    p = command("publish", _handler("cmd_publish"),
+    p = command("publish", lazy("daemon.web.handlers", "cmd_publish"),
                 _("publish updates on the web endpoint's folder (accountant side)"))
     p.add_argument("--repo", type=Path, required=True, metavar=_("FOLDER"),
                    help=_("the folder served by the web server"))
@@ -45,7 +29,7 @@ def register(command: Command) -> None:
                           "without --dossier, every dossier of the folder is re-signed"))
     p.add_argument("files", nargs="*", type=Path, metavar=_("FILE.wwz"))
 
-    p = command("collect", _handler("cmd_collect"),
+    p = command("collect", lazy("daemon.web.handlers", "cmd_collect"),
                 _("collect the dossiers farmers uploaded, verified, into an inbox folder and "
                   "publish their receipts (accountant side)"))
     p.add_argument("--repo", type=Path, required=True, metavar=_("FOLDER"),
@@ -61,7 +45,7 @@ def register(command: Command) -> None:
                    help=_("days the signed index stays valid (default 7)"))
     p.add_argument("--json", action="store_true", help=_("JSON output"))
 
-    p = command("login", _handler("cmd_login"),
+    p = command("login", lazy("daemon.web.handlers", "cmd_login"),
                 _("store the web endpoint's credentials for a dossier in the system keyring"))
     p.add_argument("dossier", metavar=_("DOSSIER"), help=_("dossier number"))
     p.add_argument("--user", help=_("user name (asked when not given)"))
@@ -73,7 +57,7 @@ def register(command: Command) -> None:
     p.add_argument("--no-check", action="store_true",
                    help=_("do not try the credentials on the server"))
 
-    p = command("receive", _handler("cmd_receive"),
+    p = command("receive", lazy("daemon.web.handlers", "cmd_receive"),
                 _("look for updates on the accountant's server now and download them"))
     p.add_argument("--dossier", action="append", default=None, metavar=_("NUMBER"),
                    help=_("only this dossier (repeatable)"))
