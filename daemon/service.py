@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# While an update waits for the application to close, look for it this often; otherwise
-# the service sleeps until its daily maintenance.
+# While an update waits for the application to close, look for it this often.
 RESTART_WATCH_S = 2.0
 # The service looks at the clocks this often to notice a sleep or a clock change (the
 # only periodic wake-up of an idle service).
