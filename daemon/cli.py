@@ -685,7 +685,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`passeur journal | head -1`): that is the end, not an error.
+        silence_stdout()
+        return EXIT_OK
     return result
+
+
+def silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush stays quiet
+    once the reader of a pipe has gone."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, ValueError):  # no real file behind stdout (a capture)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,18 @@ def test_queue_process_json_is_pure_json(home: Home) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
         {"id": 1, "file": update.name, "result": "delivered"}]
+
+
+@pytest.mark.parametrize("command", [("journal",), ("queue", "--all"), ("config",),
+                                     ("trust", "list")])
+def test_a_reader_that_goes_away_is_the_end_not_a_traceback(home: Home,
+                                                             command: tuple[str, ...]) -> None:
+    # `passeur journal | head -1`: the reader has gone before passeur writes.
+    assert home.passeur("import", str(home.update(1))).returncode == 0
+    process = subprocess.Popen([sys.executable, "-m", "daemon.cli", *command], env=home.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.close()
+    _out, err = process.communicate(timeout=30)
+    assert "Traceback" not in err
+    assert process.returncode == 0, err

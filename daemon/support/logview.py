@@ -188,7 +188,7 @@ def follow(follower: Follower, write: Callable[[list[str]], None],
 
 def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
     """Print the end of the log; with --follow, new lines until Ctrl-C."""
-    from daemon.cli import EXIT_OK, err, out
+    from daemon.cli import EXIT_OK, err, out, silence_stdout
 
     folder = ctx.paths.logs
     if not args.follow and not log_files(folder):
@@ -207,7 +207,7 @@ def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     except BrokenPipeError:
         # The reader went away (passeur log | head -1): that is the end, not an error.
-        _silence_stdout()
+        silence_stdout()
     return EXIT_OK
 
 
@@ -226,11 +226,3 @@ def _tolerate_any_terminal() -> None:
         reconfigure(errors="replace")
 
 
-def _silence_stdout() -> None:
-    """Point stdout at the null device, so that the interpreter's last flush stays quiet."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
-    except (OSError, ValueError):  # no real file behind stdout (a test's capture)
-        pass
