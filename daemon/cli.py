@@ -274,6 +274,13 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     """Verify files and queue them."""
     from daemon.queue import Outcome
 
+    # A mistyped name or a folder is a mistake of the command, not a file to refuse.
+    wrong = [path for path in args.files if not path.is_file() and not _is_special(path)]
+    for path in wrong:
+        err((_("{path} is a folder: give the exchange files it holds") if path.is_dir()
+             else _("{path}: no such file")).format(path=path))
+    if wrong:
+        return EXIT_USAGE
     results = core_api(ctx).import_files(args.files)
     if args.json:
         emit_json([result.to_json() for result in results])
@@ -286,6 +293,12 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
             err(_("{file}: refused: {reason}").format(file=result.name,
                                                       reason=result.reason()))
     return EXIT_FAILED if any(r.outcome is Outcome.REJECTED for r in results) else EXIT_OK
+
+
+def _is_special(path: Path) -> bool:
+    """Tell whether a path exists but is neither a plain file nor a folder (a FIFO, a
+    device): the intake refuses those with their reason."""
+    return path.exists() and not path.is_dir()
 
 
 def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:

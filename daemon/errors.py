@@ -46,6 +46,7 @@ class Code(enum.StrEnum):
     ROLLBACK = "rollback"
     SEQUENCE_REUSED = "sequence-reused"
     UNREADABLE = "unreadable"
+    NOT_A_FILE = "not-a-file"
 
 
 # One reason per code; {placeholders} are filled from the rejection's details.
@@ -82,6 +83,7 @@ REASONS: dict[Code, str] = {
     Code.ROLLBACK: N_("this update is older than one already received ({detail})"),
     Code.SEQUENCE_REUSED: N_("another update with the same number was already received ({detail})"),
     Code.UNREADABLE: N_("the file cannot be read ({detail})"),
+    Code.NOT_A_FILE: N_("this is not a file but {detail}: nothing was read"),
 }
 
 
@@ -101,11 +103,13 @@ class Rejected(Exception):
 
     def reason(self) -> str:
         """Return the reason in the active language."""
-        return _(REASONS[self.code]).format(detail=self.detail)
+        # A detail that is a message of the catalogue (N_) is said in that language too.
+        return _(REASONS[self.code]).format(detail=_(self.detail) if self.detail else "")
 
     def reason_in(self, language: str) -> str:
         """Return the reason in a given language ("fr" or "en")."""
-        return in_language(language, REASONS[self.code]).format(detail=self.detail)
+        detail = in_language(language, self.detail) if self.detail else ""
+        return in_language(language, REASONS[self.code]).format(detail=detail)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the code and both reasons, for JSON output and quarantine notes."""

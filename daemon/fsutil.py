@@ -234,6 +234,22 @@ class PartDigests:
         return (*self._digests, *tail)
 
 
+def open_quietly(path: Path, follow_links: bool = False) -> int:
+    """Open a file read-only without blocking on a FIFO or touching its access time, and
+    (unless `follow_links`) without following a link; return the descriptor."""
+    flags = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_NONBLOCK", 0))
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    noatime = getattr(os, "O_NOATIME", 0)
+    if noatime:
+        try:
+            return os.open(path, flags | noatime)
+        except PermissionError:
+            pass  # O_NOATIME is only allowed to the file's owner
+    return os.open(path, flags)
+
+
 def sha256_file(path: Path) -> str:
     """Return the SHA-256 of a file, read in large chunks."""
     with open(path, "rb") as handle:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,10 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from daemon.config import Config, Paths
-from daemon.errors import Code, Rejected, encodable
+from daemon.errors import N_, Code, Rejected, encodable
 from daemon.events import BatchFinished, UpdateQueued, UpdateRejected
 from daemon.exchange import Limits, new_digest, verify_exchange
-from daemon.fsutil import atomic_write_bytes, copy_hashing, durable_move, temp_name
+from daemon.fsutil import (
+    atomic_write_bytes,
+    copy_hashing,
+    durable_move,
+    open_quietly,
+    temp_name,
+)
 from daemon.naming import Kind, parse_name
 from daemon.queue import Item, Outcome, Queue
 from daemon.zipstream import MemberHash
@@ -94,13 +101,32 @@ class Intake:
         # lone surrogates, which neither the database nor a JSON note can hold.
         name, origin = encodable(path.name), encodable(origin)
         try:
-            source = open(path, "rb")  # noqa: SIM115 - closed right after the copy
-        except OSError as exc:
-            rejection = Rejected(Code.UNREADABLE, exc.strerror or exc)
+            source = self._open_plain_file(path)
+        except Rejected as rejection:
             item = self.queue.record_rejection(name, origin, rejection)
             return IntakeResult(name, Outcome.REJECTED, item, rejection)
         with source:
             return self.import_stream(source, name, origin)
+
+    def _open_plain_file(self, path: Path) -> BinaryIO:
+        """Open what is offered, refusing before anything is read what is not a plain file
+        (a FIFO would wait for ever, a link to a device never ends) or is over the limit
+        (a sparse file claims gigabytes it does not hold). The user offered the path: a
+        link to a plain file is followed."""
+        try:
+            fd = open_quietly(path, follow_links=True)
+        except OSError as exc:
+            raise Rejected(Code.UNREADABLE, exc.strerror or exc) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise Rejected(Code.NOT_A_FILE, _file_kind(info.st_mode))
+            if info.st_size > self.limits.max_file_size:
+                raise Rejected(Code.TOO_LARGE, f"{info.st_size} > {self.limits.max_file_size}")
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def import_stream(self, source: BinaryIO, name: str, origin: str) -> IntakeResult:
         """Import a file from an open stream, known to the user as `name`."""
@@ -169,3 +195,16 @@ class Intake:
             return None
         durable_move(staged, final)
         return final.name
+
+
+def _file_kind(mode: int) -> str:
+    """Return what a path that is not a plain file is (a message, said in each language)."""
+    if stat.S_ISFIFO(mode):
+        return N_("a pipe (FIFO)")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return N_("a device")
+    if stat.S_ISDIR(mode):
+        return N_("a folder")
+    if stat.S_ISSOCK(mode):
+        return N_("a socket")
+    return N_("something else")

@@ -177,3 +177,38 @@ def test_a_reader_that_goes_away_is_the_end_not_a_traceback(home: Home,
     _out, err = process.communicate(timeout=30)
     assert "Traceback" not in err
     assert process.returncode == 0, err
+
+
+def test_import_of_a_missing_file_or_a_folder_is_an_error_of_the_command(
+        home: Home, tmp_path: Path) -> None:
+    for offered in (tmp_path / "8502182-20201027172021.wwz", tmp_path):
+        result = home.passeur("import", str(offered))
+        assert result.returncode == 2, result.stderr
+        assert str(offered) in result.stderr
+    queue = home.passeur("queue", "--all", "--json")
+    assert json.loads(queue.stdout) == [], "no refused row for a mistyped name"
+
+
+def test_what_is_not_a_plain_file_is_refused_before_anything_is_read(
+        home: Home, tmp_path: Path) -> None:
+    import os
+
+    from daemon.context import Context
+    from daemon.queue import Outcome
+
+    fifo = tmp_path / "8502182-20201027172021.wwz"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer for ever
+    device = tmp_path / "8502182-20201027172022.wwz"
+    device.symlink_to("/dev/zero")  # would be copied up to the size cap
+    sparse = tmp_path / "8502182-20201027172023.wwz"
+    with open(sparse, "wb") as handle:
+        handle.truncate(9 << 30)  # 9 GiB that take no room: refused by their size alone
+    intake = Context(home.root).intake
+    for offered, code in ((fifo, "not-a-file"), (device, "not-a-file"),
+                          (sparse, "too-large")):
+        result = intake.import_path(offered, "manual")
+        assert result.outcome is Outcome.REJECTED
+        assert result.rejection is not None
+        assert str(result.rejection.code) == code, (offered, result.rejection)
+    staging = Context(home.root).paths.staging
+    assert not any(staging.iterdir()), "nothing was copied"

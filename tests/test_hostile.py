@@ -142,7 +142,7 @@ def test_the_catalogue_is_large_and_covers_every_container_code() -> None:
     assert len({case.id for case in hostile.HOSTILE}) == len(hostile.HOSTILE)
     covered = {case.code for case in hostile.HOSTILE}
     # These need history (a queue) or a failing disk, and have their own tests below.
-    elsewhere = {Code.ROLLBACK, Code.SEQUENCE_REUSED, Code.UNREADABLE}
+    elsewhere = {Code.ROLLBACK, Code.SEQUENCE_REUSED, Code.UNREADABLE, Code.NOT_A_FILE}
     assert set(Code) - elsewhere <= covered
 
 
@@ -283,7 +283,7 @@ def test_an_update_for_a_dossier_not_configured_is_refused(home: Home,
     assert ctx.queue.last_sequence("4242") is None
 
 
-def test_a_file_that_cannot_be_read_is_refused_as_unreadable(
+def test_a_folder_or_a_file_that_cannot_be_opened_is_refused_with_its_reason(
     busy_home: tuple[Home, Context], key_folder: Path
 ) -> None:
     home, ctx = busy_home
@@ -293,10 +293,17 @@ def test_a_file_that_cannot_be_read_is_refused_as_unreadable(
     result = ctx.intake.import_path(folder, "manual")
     assert result.outcome is Outcome.REJECTED
     assert result.rejection is not None
-    assert result.rejection.code is Code.UNREADABLE
+    assert result.rejection.code is Code.NOT_A_FILE
+    assert result.rejection.reason_in("fr") == (
+        "ce n'est pas un fichier mais un répertoire : rien n'a été lu")
+    assert result.rejection.reason_in("en") == "this is not a file but a folder: nothing was read"
     assert folder.is_dir()
     assert snapshot(home.root, ctx) == before
-    assert [item.name for item in ctx.queue.items([State.REJECTED])] == [hostile.NAME]
+    gone = ctx.intake.import_path(key_folder / "8502182-20201027172022.wwz", "manual")
+    assert gone.rejection is not None
+    assert gone.rejection.code is Code.UNREADABLE
+    assert [item.name for item in ctx.queue.items([State.REJECTED])] == [
+        hostile.NAME, "8502182-20201027172022.wwz"]
 
 
 def test_a_name_that_is_not_utf8_is_refused_not_a_crash(

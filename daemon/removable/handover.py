@@ -22,7 +22,7 @@ from daemon.bus import EventBus
 from daemon.errors import Code, Rejected
 from daemon.events import BatchFinished, DownloadProgress
 from daemon.exchange import new_digest
-from daemon.fsutil import CHUNK, Writeback, temp_name
+from daemon.fsutil import CHUNK, Writeback, open_quietly, temp_name
 from daemon.i18n import _, ngettext
 from daemon.intake import Batch, Intake, IntakeResult
 from daemon.naming import ExchangeName, Kind, parse_name
@@ -135,19 +135,6 @@ class _ReadFailed(Exception):
     def __init__(self, cause: OSError) -> None:
         self.cause = cause
         super().__init__(str(cause))
-
-
-def open_quietly(path: Path) -> int:
-    """Open a file read-only without following links, blocking on a FIFO or touching atime."""
-    flags = (os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
-             | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    noatime = getattr(os, "O_NOATIME", 0)
-    if noatime:
-        try:
-            return os.open(path, flags | noatime)
-        except PermissionError:
-            pass  # O_NOATIME is only allowed to the file's owner
-    return os.open(path, flags)
 
 
 def _read_tail(fd: int, size: int) -> bytes:
