@@ -19,7 +19,6 @@ from daemon.i18n import _, ngettext
 if TYPE_CHECKING:
     from daemon.control.client import RemoteCore
     from daemon.core import CoreAPI
-    from daemon.service import Service
     from daemon.status import Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
@@ -389,29 +388,13 @@ def cmd_journal(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def serve(ctx: Context, service: Service, with_tray: bool) -> int:
-    """Run a built service until Quitter or a signal: with the tray icon (the front end is
-    imported only then) or headless. `passeur run` and `passeur demo` both come here.
-
-    Raises AlreadyRunning when another service uses the same home.
-    """
-    from daemon.platform import install_signal_handlers
-
-    install_signal_handlers(service.stop)
-    if with_tray:
-        from tray.app import run_with_tray
-
-        return run_with_tray(ctx, service)
-    service.run()
-    return EXIT_OK
-
-
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     """Run the always-on service (with the tray icon unless --headless)."""
     import logging
 
     from daemon.logs import setup_logging
     from daemon.platform import has_display
+    from daemon.runner import serve
     from daemon.service import AlreadyRunning, build_service
 
     if _show_running_service(ctx):
@@ -641,13 +624,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from daemon.platform.commands import register as register_platform_commands
     from daemon.send.commands import register as register_send_commands
-    from daemon.send.identity_commands import register as register_identity_commands
     from daemon.support.commands import register as register_support_commands
     from daemon.web.commands import register as register_web_commands
 
     register_web_commands(command)
     register_send_commands(command)
-    register_identity_commands(command)
     register_platform_commands(command)
     register_support_commands(command)
 

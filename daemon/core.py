@@ -431,7 +431,7 @@ class Core:
 
     def _on_receipt(self, event: ev.Event) -> None:
         from daemon.send.report import add_receipt_to_report
-        from daemon.web.receipts import Receipt
+        from daemon.web.index import Receipt
 
         assert isinstance(event, ev.ReceiptReceived)
         try:

@@ -11,7 +11,7 @@ once each time. The service receives both; the second waits for the application 
 restarted (with the tray: the restart prompt; headless: the demo closes the application
 itself, and the service hands the updates over).
 
-Nothing here imports GUI code: the tray is started by `daemon.cli.serve`, lazily.
+Nothing here imports GUI code: the tray is started by `daemon.runner.serve`, lazily.
 """
 
 from __future__ import annotations
@@ -485,9 +485,9 @@ class Demo:
 
 def run_demo(keep: bool = False, headless: bool = False) -> int:
     """Run the demo; return an exit code."""
-    from daemon.cli import serve
     from daemon.logs import setup_logging
     from daemon.platform import has_display
+    from daemon.runner import serve
 
     with_tray = not headless and has_display()
     root = Path(tempfile.mkdtemp(prefix="passeur-demo-"))

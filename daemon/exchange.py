@@ -30,6 +30,7 @@ from daemon.zipstream import (
     ENCRYPTED,
     LOCAL_HEADER,
     LOCAL_MAGIC,
+    MAX_RATIO,
     RATIO_FLOOR,
     Buffer,
     ExchangeDigest,
@@ -65,7 +66,7 @@ class Limits:
     max_file_size: int = 8 << 30
     max_total_size: int = 16 << 30
     max_members: int = 10_000
-    max_ratio: int = 200
+    max_ratio: int = MAX_RATIO
     max_manifest_size: int = 4 << 20
 
 

@@ -37,6 +37,9 @@ ZIP64_MARK = 0xFFFFFFFF
 ZIP64_EXTRA = 0x0001
 # Members that decompress to less than this are never refused for their ratio.
 RATIO_FLOOR = 1 << 20
+# The most a member may expand (uncompressed ÷ compressed) before it is a bomb: the
+# readers' cap (daemon.exchange.Limits), which the writer keeps its output within.
+MAX_RATIO = 200
 INFLATE_STEP = 1 << 20  # the most a member's decompression makes at once
 
 # Pieces at least this large are hashed whole on another thread.

@@ -46,9 +46,15 @@ from daemon.compressibility import (
     looks_like_text,
     worth_deflating,
 )
-from daemon.exchange import Limits
 from daemon.fsutil import CHUNK, PartDigests, Writeback
-from daemon.zipstream import LOCAL_HEADER, LOCAL_MAGIC, RATIO_FLOOR, ZIP64_EXTRA, ZIP64_MARK
+from daemon.zipstream import (
+    LOCAL_HEADER,
+    LOCAL_MAGIC,
+    MAX_RATIO,
+    RATIO_FLOOR,
+    ZIP64_EXTRA,
+    ZIP64_MARK,
+)
 
 STORED, DEFLATED = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
 LEVEL = 6  # Info-ZIP's default: the sizes users know
@@ -532,7 +538,7 @@ class MemberPipeline:
 
     def __init__(self, writer: ZipWriter, compression: Compression, workers: int | None = None,
                  on_read: Callable[[int], None] | None = None,
-                 max_ratio: int = Limits.max_ratio) -> None:
+                 max_ratio: int = MAX_RATIO) -> None:
         self.writer = writer
         self.compression = compression
         self.max_ratio = max_ratio  # the readers' cap (daemon.exchange.Limits.max_ratio)

@@ -30,9 +30,9 @@ from daemon.send.parts import (
 )
 from daemon.web.collect import LOCK_NAME, PINS_NAME, Status, collect
 from daemon.web.failures import WebError
-from daemon.web.index import INDEX_NAME, Index, sign_index, verify_index
+from daemon.web.index import INDEX_NAME, Index, Receipt, sign_index, verify_index
 from daemon.web.publish import Repository
-from daemon.web.receipts import Receipt, ReceiptStore, note_receipts
+from daemon.web.receipts import ReceiptStore, note_receipts
 from tests.faultserver import Recorder
 from tests.helpers import DOSSIER, Home
 from tests.uploads import NOW, lay_out_upload, make_wvz, part_hashes, upload_path

@@ -34,8 +34,9 @@ from daemon.send.report import add_receipt_to_report, load_report, report_path
 from daemon.send.sender import Sender, SendReport, SendRequest
 from daemon.web.collect import collect
 from daemon.web.credentials import BASIC, Credential, CredentialStore
+from daemon.web.index import Receipt
 from daemon.web.publish import Repository
-from daemon.web.receipts import Receipt, ReceiptStore
+from daemon.web.receipts import ReceiptStore
 from tests.fat import wait_until
 from tests.faultserver import Recorder, configure_web, file_keyring
 from tests.faultserver import make_rig as make_poller

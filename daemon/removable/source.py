@@ -30,7 +30,8 @@ from daemon.removable.handover import (
     StorageFailed,
     exchange_name,
 )
-from daemon.removable.volumes import Volume, VolumeMonitor, platform_monitor
+from daemon.removable.monitors import platform_monitor
+from daemon.removable.volumes import Volume, VolumeMonitor
 from daemon.sources import Source
 
 log = logging.getLogger(__name__)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -52,21 +50,6 @@ class VolumeMonitor(Protocol):
 
     def close(self) -> None:
         """Release the detector's handles and threads."""
-
-
-def platform_monitor(roots: Sequence[Path] | None = None) -> VolumeMonitor:
-    """Return this platform's detector; `roots` replaces the default media folders."""
-    if sys.platform == "win32":
-        from daemon.removable.windows import WindowsDriveMonitor
-
-        return WindowsDriveMonitor()
-    if sys.platform == "darwin":
-        from daemon.removable.macos import VolumesMonitor
-
-        return VolumesMonitor(roots[0] if roots else None)
-    from daemon.removable.linux import MountInfoMonitor
-
-    return MountInfoMonitor(roots)
 
 
 class ChangeSignal:

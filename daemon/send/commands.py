@@ -37,6 +37,10 @@ class _Destination(argparse.Action):
 
 def register(command: Command) -> None:
     """Add the sending commands to the CLI through its `command(name, handler, help)`."""
+    p = command("identity", lazy("daemon.send.handlers", "cmd_identity"),
+                _("show this installation's public key, which signs the dossiers you send"))
+    p.add_argument("--json", action="store_true", help=_("JSON output"))
+
     p = command("send", lazy("daemon.send.handlers", "cmd_send"),
                 _("send a dossier to the accountant: through the accountant's site, into a"
                   " folder or onto a USB key, or by e-mail"))

@@ -21,7 +21,8 @@ from daemon.keywrite import (
     free_room,
     write_to_key,
 )
-from daemon.removable.volumes import Volume, platform_monitor
+from daemon.removable.monitors import platform_monitor
+from daemon.removable.volumes import Volume
 from daemon.send.base import Channel, Progress, SendError, SendJob, Sent
 
 VolumeLister = Callable[[], Sequence[Volume]]

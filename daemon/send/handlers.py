@@ -317,3 +317,27 @@ def _email_test(ctx: Context, args: argparse.Namespace) -> int:
         out(_("A test message was sent to {address} through {server}: e-mail works.").format(
             address=settings.sender, server=mailer.server))
     return EXIT_OK
+
+
+# ---------------------------------------------------------------- passeur identity
+
+
+def cmd_identity(ctx: Context, args: argparse.Namespace) -> int:
+    """Print the installation's public key, key id and fingerprint (made on first use)."""
+    from daemon.send.identity import installation_public_key, key_path
+
+    try:
+        key = installation_public_key(ctx.paths.data)
+    except SendError as exc:
+        err(exc.message())
+        return EXIT_FAILED
+    if args.json:
+        emit_json({"public_key": key.text, "key_id": key.key_id,
+                   "fingerprint": key.fingerprint, "file": str(key_path(ctx.paths.data))})
+        return EXIT_OK
+    out(key.text)
+    out(_("Key id: {key_id}").format(key_id=key.key_id))
+    out(_("Fingerprint: {fingerprint}").format(fingerprint=key.fingerprint))
+    out(_("Your accountant may read this fingerprint back to you over the phone: it must "
+          "be the same, group by group."))
+    return EXIT_OK

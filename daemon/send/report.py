@@ -232,7 +232,7 @@ def load_report(paths: Paths, name: str) -> SendReport | None:
 
 
 class Receipt(Protocol):
-    """What the accountant's signed receipt says (daemon.web.receipts.Receipt has it)."""
+    """What the accountant's signed receipt says (daemon.web.index.Receipt has it)."""
 
     @property
     def name(self) -> str:

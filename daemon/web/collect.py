@@ -45,9 +45,8 @@ from daemon.send.parts import (
     verify_part_list,
 )
 from daemon.web.client import utc_now
-from daemon.web.index import UPLOAD_FOLDER
+from daemon.web.index import UPLOAD_FOLDER, Receipt, receipt_time
 from daemon.web.publish import DEFAULT_EXPIRY, PublishError, Repository
-from daemon.web.receipts import Receipt, receipt_time
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from daemon.web.index import (
     UPLOAD_FOLDER,
     Index,
     IndexEntry,
+    Receipt,
     read_envelope_unverified,
     sign_index,
 )
-from daemon.web.receipts import Receipt
 
 DEFAULT_EXPIRY = timedelta(days=7)
 LOCK_NAME = ".publish.lock"

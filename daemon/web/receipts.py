@@ -10,75 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.errors import Rejected
 from daemon.events import ReceiptReceived
 from daemon.fsutil import atomic_writer
-from daemon.naming import DOSSIER_RE, Kind, parse_name
+from daemon.naming import DOSSIER_RE
+from daemon.web.index import Receipt, VerifiedIndex, parse_receipt
 
 if TYPE_CHECKING:
     from daemon.bus import EventBus
     from daemon.queue import Queue
-    from daemon.web.index import VerifiedIndex
 
 log = logging.getLogger(__name__)
-
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """The firm received `name` (a farmer's `.wvz`) with this SHA-256, at `received_at`
-    (RFC 3339, UTC)."""
-
-    dossier: str
-    name: str
-    sha256: str
-    received_at: str
-
-    def to_dict(self) -> dict[str, str]:
-        """Return the receipt as it is written in an index (the dossier is the index's)."""
-        return {"name": self.name, "sha256": self.sha256, "received_at": self.received_at}
-
-    @property
-    def received(self) -> datetime:
-        """Return `received_at` as an aware date-time."""
-        return datetime.fromisoformat(self.received_at)
-
-
-def receipt_time(moment: datetime) -> str:
-    """Return the RFC 3339 text of a receipt's time (UTC, to the second)."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_receipt(item: object, dossier: str) -> Receipt | None:
-    """Return the receipt an index lists, or None when the entry is not a valid one.
-
-    Only canonical `.wvz` names of the index's own dossier are taken: a receipt's name is
-    shown to the user and looked up on disk, it may never be another path.
-    """
-    if not isinstance(item, dict):
-        return None
-    name, sha256, received_at = (item.get(k) for k in ("name", "sha256", "received_at"))
-    if not (isinstance(name, str) and isinstance(sha256, str)
-            and isinstance(received_at, str)):
-        return None
-    try:
-        parsed = parse_name(name)
-        when = datetime.fromisoformat(received_at)
-    except (Rejected, ValueError):
-        return None
-    if (parsed.kind is not Kind.DOSSIER or parsed.dossier != dossier
-            or parsed.canonical != name or not _SHA256_RE.fullmatch(sha256)
-            or when.tzinfo is None):
-        return None
-    return Receipt(dossier, name, sha256, received_at)
-
 
 class ReceiptStore:
     """The receipts this installation has seen, one small JSON file per dossier."""
