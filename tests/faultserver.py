@@ -182,6 +182,14 @@ class _Handler(BaseHTTPRequestHandler):
             return given == "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         return True
 
+    def _refused_unauthorised(self) -> bool:
+        """Answer 401 (and tell so) when the request does not carry the credentials."""
+        if self._authorised():
+            return False
+        self._send_head(401, {"WWW-Authenticate": 'Basic realm="passeur"',
+                              "Content-Length": "0"})
+        return True
+
     def do_GET(self) -> None:
         state = self.server_state
         path = unquote(urlsplit(self.path).path)
@@ -194,9 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_head(fault.status, {"Content-Length": str(len(body)), **fault.headers})
             self.wfile.write(body)
             return
-        if not self._authorised():
-            self._send_head(401, {"WWW-Authenticate": 'Basic realm="passeur"',
-                                  "Content-Length": "0"})
+        if self._refused_unauthorised():
             return
         file = self._file(path)
         if file is None:
@@ -211,9 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "status":
             self._send_head(fault.status, {"Content-Length": "0", **fault.headers})
             return
-        if not self._authorised():
-            self._send_head(401, {"WWW-Authenticate": 'Basic realm="passeur"',
-                                  "Content-Length": "0"})
+        if self._refused_unauthorised():
             return
         file = self._file(path)
         if file is None:
@@ -250,9 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "status":
             self._send_head(fault.status, {"Content-Length": "0", **fault.headers})
             return
-        if not self._authorised():
-            self._send_head(401, {"WWW-Authenticate": 'Basic realm="passeur"',
-                                  "Content-Length": "0"})
+        if self._refused_unauthorised():
             return
         target = self._target(path)
         if target is None:
