@@ -88,11 +88,15 @@ class Service:
         self._check_start_at_login()
         clocks = self._clocks or ClockWatch()
         try:
+            woken = True  # the first pass reads the queue
             while not self.stopping.is_set():
-                self.follow_restart()
+                # The queue is read after an event or while the application's closing is
+                # watched, never for the minute's look at the clocks alone.
+                if woken or self.core.held:
+                    self.follow_restart()
                 self.core.pause_state()  # lifts a timed pause that is over
                 self._after_clock_events(clocks.look())
-                self.wake.wait(self._next_wait())
+                woken = self.wake.wait(self._next_wait())
                 self.wake.clear()
         finally:
             bus.publish(ev.ServiceStopping())
