@@ -27,8 +27,8 @@ from daemon.status import Status, StatusTracker
 
 if TYPE_CHECKING:
     from daemon.delivery import Result
-    from daemon.queue import HistoryEntry, Outcome
-    from daemon.restart import AppRestarter, RestartReport
+    from daemon.queue import HistoryEntry, Item, Outcome
+    from daemon.restart import RestartReport, RestartSettings
     from daemon.send.sender import Sender, SendReport, SendRequest
     from daemon.web.poller import PollReport
 
@@ -379,25 +379,31 @@ class Core:
             return False
         return any(one.result is Result.DELIVERED for one in handed)
 
-    def restarter(self) -> AppRestarter:
-        """Return what closes and starts the application again (settings read now)."""
+    def restart_settings(self) -> RestartSettings:
+        """Return the `[restart]` settings as the configuration says them now."""
         from daemon.errors import ConfigError
-        from daemon.restart import AppRestarter, RestartSettings
+        from daemon.restart import RestartSettings
 
         try:
-            settings = RestartSettings.load(self.ctx.config_path)
+            return RestartSettings.load(self.ctx.config_path)
         except ConfigError as exc:
             log.warning("%s", exc.message())
-            settings = RestartSettings()
-        return AppRestarter(self.ctx.delivery, self.ctx.config.app, settings)
+            return RestartSettings()
+
+    def restart_items(self) -> list[Item]:
+        """Return the waiting updates a restart would hand over, in order."""
+        from daemon.restart import items_for_restart
+
+        return items_for_restart(self.ctx.queue.pending())
 
     def restart_app(self, force_pids: Sequence[int] | None = None) -> RestartReport:
         """*Relancer maintenant*: close the application gracefully (or, with `force_pids`,
         after the user's explicit consent, kill those), hand the held updates over and
         start it again."""
-        from daemon.restart import RestartOutcome
+        from daemon.restart import AppRestarter, RestartOutcome
 
-        restarter = self.restarter()
+        restarter = AppRestarter(self.ctx.delivery, self.ctx.config.app,
+                                 self.restart_settings())
         report = (restarter.restart() if force_pids is None
                   else restarter.force_close(force_pids))
         for item in report.delivered:

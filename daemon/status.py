@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from daemon import events as ev
@@ -67,7 +67,7 @@ class _Seen:
     last_check: float | None = None
     offline: frozenset[str] = frozenset()
     sending: str = ""
-    problems: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
 
 
 class StatusTracker:

@@ -104,7 +104,7 @@ class TrayFrontEnd:
         self.app_name = config.app.name
         self.dossiers = [(d.number, d.name) for d in config.dossiers]
         self.policy = NoticePolicy(config.notifications)
-        self.restart_settings = self.core.restarter().settings
+        self.restart_settings = self.core.restart_settings()
         self.dialogs = Dialogs(i18n.current_language())
         self.state = TrayState(configured=is_configured(config))
         self.notifier: Notifier = LogNotifier()
@@ -508,7 +508,7 @@ class TrayFrontEnd:
         with self._lock:
             self._last_prompt = time.monotonic()
             self._cancel_reminder()
-        held = self.core.restarter().held_items()
+        held = self.core.restart_items()
         answer = self._ask("restart", {
             "app": self.app_name,
             "message": etalon_message(),
