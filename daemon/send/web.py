@@ -10,6 +10,7 @@ is skipped. See docs/web-protocol.md, "Uploads".
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -69,6 +70,8 @@ UPLOAD_CHUNK = 64 << 10
 # cancel or a deadline still acts within a chunk (2 s at 1 Mbit/s).
 UNCAPPED_CHUNK = 256 << 10
 STATE_FORMAT = 1
+# Parts under way at once: one being sent, the one before awaiting its answer.
+RELAY_WIDTH = 2
 # Upload notes untouched for this long belong to sends given up long ago.
 STATE_KEEP_SECONDS = 30 * 86400
 # The note is rewritten after every part; it survives a killed process at once, and a
@@ -298,8 +301,11 @@ class _PartBody:
     """
 
     def __init__(self, handle: io.BufferedReader, offset: int, length: int, chunk: int,
-                 on_chunk: Callable[[int], None], known: str | None = None) -> None:
+                 on_chunk: Callable[[int], None], known: str | None = None,
+                 handed: threading.Event | None = None) -> None:
         self.handle = handle
+        # Set once every byte was handed to the socket: the next part may start then.
+        self.handed = handed or threading.Event()
         self.offset = offset
         self.length = length
         self.chunk = chunk
@@ -333,9 +339,54 @@ class _PartBody:
                 self.digest.update(data)
             self.sent += got
             yield data
+        # Resumed after the last chunk's sendall() returned: only the answer is awaited.
+        self.handed.set()
 
 
 # ---------------------------------------------------------------- one upload
+
+
+class _PartSend:
+    """One part's `PUT`, on a thread of its own (one try; the relay decides on retries)."""
+
+    def __init__(self, upload: _Upload, state: UploadState, number: int) -> None:
+        self.upload = upload
+        self.state = state
+        self.number = number
+        self.failure: _Failure | None = None
+        self.error: BaseException | None = None
+        # Set when the part's bytes are all sent, or when it ended without sending them.
+        self.handed = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"upload-{part_name(number)}",
+                                       daemon=True)
+
+    def start(self) -> None:
+        """Start sending the part."""
+        self.thread.start()
+
+    def join(self) -> None:
+        """Wait for the part's answer; re-raise a programming error of its thread here."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        upload = self.upload
+        try:
+            with open(upload.job.file, "rb") as handle:
+                body = upload._part_body(handle, self.state, self.number, self.handed)
+                upload._put(part_name(self.number), body)
+            upload._acknowledged(self.state, self.number, body)
+        except _Failure as failure:
+            self.failure = failure
+        except OSError as exc:
+            self.failure = _Failure("file-unreadable", exc.strerror or exc)
+        except BaseException as exc:  # raised again in the relay's thread by join()
+            self.error = exc
+        finally:
+            with upload.lock:
+                upload.flying.pop(self.number, None)
+            self.handed.set()
 
 
 class _Upload:
@@ -356,6 +407,11 @@ class _Upload:
         self.answered = False  # the site gave an HTTP answer during this call
         self.parts_sent = 0
         self.parts_skipped = 0
+        # The relay's two threads share the note, the counts and the progress.
+        self.lock = threading.Lock()
+        self.note_lock = threading.Lock()
+        self.noted = 0  # parts in the note last written
+        self.flying: dict[int, _PartBody] = {}  # parts under way, for the progress
         self.synced_at = 0.0
         self.bucket: TokenBucket | None = None
         self.chunk = min(UNCAPPED_CHUNK, self.settings.chunk_size)
@@ -390,18 +446,14 @@ class _Upload:
             return self._sent(state)
         if state.parts:
             self._retrying(lambda: self._keep_acknowledged(state))
-        else:
+        if state.parts:
+            self._retrying(lambda: self._take_whole_parts(state, count))
+        else:  # a new upload, or one whose parts are all gone (its folder with them)
             self._retrying(self._open_upload)
         self.done = sum(part_span(state.size, state.part_size, n)[1] for n in state.parts)
         self.parts_skipped = len(state.parts)
         self.progress(self.done, self.job.size)
-        try:
-            with open(self.job.file, "rb") as handle:
-                for number in range(1, count + 1):
-                    if number not in state.parts:
-                        self._send_part(handle, state, number)
-        except OSError as exc:
-            raise _Failure("file-unreadable", exc.strerror or exc) from None
+        self._send_missing_parts(state, count)
         parts = make_part_list(self.job.name, state.size, state.sha256, state.part_size,
                                [state.parts[n] for n in range(1, count + 1)], self.dest.key,
                                self.dest.now())
@@ -481,6 +533,44 @@ class _Upload:
                     # Gone (an abandoned upload the firm removed) or not what we sent.
                     del state.parts[number]
 
+    def _take_whole_parts(self, state: UploadState, count: int) -> None:
+        """Take as sent the first parts the note lacks that the server holds whole.
+
+        A cut while a part awaited its answer (the relay's other part under way) left that
+        part complete on the server, only not noted. Servers publish a `PUT`'s file once
+        its body is whole (nginx, Apache and lighttpd write it aside, then rename), so the
+        expected `Content-Length` says it is all there; the firm's collect checks its
+        SHA-256 against the signed part list all the same.
+        """
+        missing = [n for n in range(1, count + 1) if n not in state.parts][:RELAY_WIDTH]
+        for number in missing:
+            offset, length = part_span(state.size, state.part_size, number)
+            with self._request("HEAD", self._url(part_name(number))) as response:
+                if response.status_code == 401:
+                    raise self._status_failure(response)
+                if response.status_code != 200 or (
+                        response.headers.get("Content-Length") != str(length)):
+                    continue
+            digest = self._known_digest(state, number) or self._part_digest(offset, length)
+            state.parts[number] = digest
+            log.info("web: %s of %s was already whole on the server", part_name(number),
+                     self.job.name)
+
+    def _part_digest(self, offset: int, length: int) -> str:
+        """Return the SHA-256 of a part of the file, read from the disk."""
+        try:
+            with open(self.job.file, "rb") as handle:
+                handle.seek(offset)
+                digest = hashlib.sha256()
+                while length > 0 and (chunk := handle.read(min(UNCAPPED_CHUNK, length))):
+                    digest.update(chunk)
+                    length -= len(chunk)
+        except OSError as exc:
+            raise _Failure("file-unreadable", exc.strerror or exc) from None
+        if length:
+            raise _Failure("file-changed")
+        return digest.hexdigest()
+
     def _open_upload(self) -> None:
         """Before the first part: find out early (without sending a part for nothing) that
         the password is wrong or the dossier unknown, and make the upload's folder."""
@@ -504,11 +594,73 @@ class _Upload:
             if status in (429, 503) or (status >= 500 and status not in (501, 505)):
                 raise self._status_failure(response)
 
-    def _send_part(self, handle: io.BufferedReader, state: UploadState, number: int) -> None:
+    def _send_missing_parts(self, state: UploadState, count: int) -> None:
+        """Send every part the note does not hold, trying again after transient failures."""
+        while missing := [n for n in range(1, count + 1) if n not in state.parts]:
+            try:
+                self._relay(state, missing)
+            except _Failure as failure:
+                self._give_up_unless_transient(failure)
+
+    def _relay(self, state: UploadState, numbers: list[int]) -> None:
+        """Send these parts in a relay of two connections: a part starts as soon as the one
+        before has handed its last byte to the socket, while that one awaits its answer.
+
+        The server's finishing of a part (its last bytes still in the kernel's buffers,
+        then the file's publication) then overlaps the next part's transfer instead of
+        leaving the line idle after each part. Only one part is ever partly sent: a cut
+        still costs at most one part sent twice (the one awaiting its answer is found
+        whole on the server at resume, `_take_whole_parts`). The first failure, in part
+        order, is raised once every part under way has ended.
+        """
+        started: list[_PartSend] = []
+        try:
+            for number in numbers:
+                if any(part.failure for part in started):
+                    break
+                part = _PartSend(self, state, number)
+                started.append(part)
+                part.start()
+                part.handed.wait()
+                for earlier in started[:-1]:
+                    earlier.join()
+        finally:
+            for part in started:
+                part.join()
+        for part in started:
+            if part.failure is not None:
+                raise part.failure
+
+    def _acknowledged(self, state: UploadState, number: int, body: _PartBody) -> None:
+        """Note a part the server acknowledged (from the thread that sent it)."""
+        with self.lock:
+            state.parts[number] = body.hexdigest()
+            self.flying.pop(number, None)
+            self.done += body.length
+            self.parts_sent += 1
+            self.failures_in_row = 0
+            note = dataclasses.replace(state, parts=dict(state.parts))
+        # Written outside the lock, which the other part's progress and start need; a
+        # note that holds fewer parts than one already written is not written over it.
+        with self.note_lock:
+            if len(note.parts) > self.noted:
+                self._save(note)
+                self.noted = len(note.parts)
+
+    def _sent_so_far(self) -> int:
+        """Return the bytes acknowledged plus those of the parts under way."""
+        # No lock: a copy of the values is taken in one step, and the counts are only
+        # for the progress; waiting here behind a note being written would stall the line.
+        flying = tuple(self.flying.values())
+        return self.done + sum(body.sent for body in flying)
+
+    def _part_body(self, handle: io.BufferedReader, state: UploadState, number: int,
+                   handed: threading.Event) -> _PartBody:
+        """Return part `number`'s body, checking cancel, deadline and pace at each chunk."""
         offset, length = part_span(state.size, state.part_size, number)
         body = _PartBody(handle, offset, length, self.chunk, lambda n: None,
-                         self._known_digest(state, number))
-        deadline = 0.0
+                         self._known_digest(state, number), handed)
+        deadline = time.monotonic() + self._deadline_for(length)
 
         def on_chunk(count: int) -> None:
             if self.cancel.is_set():
@@ -517,20 +669,12 @@ class _Upload:
                 raise _Failure("timeout", part_name(number))
             if self.bucket is not None:
                 self.bucket.take(count)
-            self.progress(self.done + body.sent + count, self.job.size)
+            self.progress(self._sent_so_far() + count, self.job.size)
 
         body.on_chunk = on_chunk
-
-        def attempt() -> None:
-            nonlocal deadline
-            deadline = time.monotonic() + self._deadline_for(length)
-            self._put(part_name(number), body)
-
-        self._retrying(attempt)
-        state.parts[number] = body.hexdigest()
-        self._save(state)
-        self.done += length
-        self.parts_sent += 1
+        with self.lock:
+            self.flying[number] = body
+        return body
 
     def _known_digest(self, state: UploadState, number: int) -> str | None:
         """Return the part's SHA-256 as the packer made it while writing the file (then the
