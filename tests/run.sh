@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # Real parts the integration tests use; a missing one makes its tests fail, never skip.
 DEBIAN_PACKAGES=(nginx-light systemd desktop-file-utils dosfstools fusefat fuse3
     xvfb trayer xdotool imagemagick dunst dbus-daemon x11-utils fonts-dejavu-core libtk8.6
-    lighttpd lighttpd-mod-webdav zip libglib2.0-bin)
+    lighttpd lighttpd-mod-webdav zip libglib2.0-bin shared-mime-info
+    xfce4-panel xfconf gir1.2-ayatanaappindicator3-0.1
+    libgirepository1.0-dev libcairo2-dev pkg-config)
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,12 +97,16 @@ class XSession:
     display: str = ""
     bus_address: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # The pystray backend of the tray under test: trayer's tests are those of the xorg
+    # one (with GTK installed, passeur would choose gtk); "" lets passeur choose.
+    pystray_backend: str = "xorg"
 
     @property
     def env(self) -> dict[str, str]:
         """Return an environment for programs of this desktop."""
         env = dict(os.environ)
-        env.update(DISPLAY=self.display, DBUS_SESSION_BUS_ADDRESS=self.bus_address)
+        env.update(DISPLAY=self.display, DBUS_SESSION_BUS_ADDRESS=self.bus_address,
+                   PYSTRAY_BACKEND=self.pystray_backend)
         env.pop("WAYLAND_DISPLAY", None)
         return env
 
@@ -295,6 +300,227 @@ def desktop(dunst_rules: str = "") -> Iterator[XSession]:
     require_tools()
     folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
     session = XSession(folder, dunst_rules)
+    try:
+        session.start()
+        yield session
+    finally:
+        session.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- an SNI host: xfce4-panel
+
+SNI_TOOLS = {"xfce4-panel": "xfce4-panel", "xfconf-query": "xfconf"}
+# xfce4-panel's systray plugin is a StatusNotifierItem host (and an XEmbed tray); pystray's
+# appindicator backend needs libappindicator's GObject bindings (and PyGObject).
+SNI_DEBIAN_PACKAGES = sorted(set(SNI_TOOLS.values()) | {"gir1.2-ayatanaappindicator3-0.1"})
+PANEL_HEIGHT = 28
+SNI_WATCHER = "org.kde.StatusNotifierWatcher"
+LIGHT_PANEL = (0.93, 0.93, 0.93)
+DARK_PANEL = (0.16, 0.16, 0.18)
+PANEL_XML = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<channel name="xfce4-panel" version="1.0">
+  <property name="configver" type="int" value="2"/>
+  <property name="panels" type="array">
+    <value type="int" value="1"/>
+    <property name="dark-mode" type="bool" value="{dark}"/>
+    <property name="panel-1" type="empty">
+      <property name="position" type="string" value="p=6;x=0;y=0"/>
+      <property name="length" type="uint" value="100"/>
+      <property name="position-locked" type="bool" value="true"/>
+      <property name="size" type="uint" value="{height}"/>
+      <property name="background-style" type="uint" value="1"/>
+      <property name="background-rgba" type="array">
+        {rgba}
+      </property>
+      <property name="plugin-ids" type="array">
+        <value type="int" value="1"/>
+      </property>
+    </property>
+  </property>
+  <property name="plugins" type="empty">
+    <property name="plugin-1" type="string" value="systray"/>
+  </property>
+</channel>
+"""
+
+
+def require_sni_tools() -> None:
+    """Fail loudly (never skip) when a part of the SNI desktop is missing."""
+    require_tools()
+    missing = sorted({pkg for tool, pkg in SNI_TOOLS.items() if not shutil.which(tool)})
+    try:
+        import gi  # type: ignore[import-untyped]
+
+        gi.require_version("AyatanaAppIndicator3", "0.1")
+    except ImportError:
+        missing.append("PyGObject in the venv (pip install -e '.[test]')")
+    except ValueError:
+        missing.append("gir1.2-ayatanaappindicator3-0.1")
+    if missing:
+        pytest.fail("missing parts of the StatusNotifierItem desktop: " + " ".join(missing))
+
+
+@dataclass
+class MenuNode:
+    """One entry of a menu read over D-Bus (com.canonical.dbusmenu)."""
+
+    id: int
+    label: str
+    enabled: bool
+    visible: bool
+    separator: bool
+    children: list[MenuNode]
+
+
+@dataclass
+class SniSession(XSession):
+    """A desktop whose panel is xfce4-panel (pre-seeded: no first-run question), the
+    StatusNotifierItem host, with dunst, all on one private session bus."""
+
+    dark: bool = False
+    pystray_backend: str = ""  # passeur chooses (appindicator here)
+    panel: subprocess.Popen[bytes] | None = None
+    _bus: Any = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Return an environment for programs of this desktop (xfconfd, started by the
+        bus, reads the panel's configuration from this session's folder)."""
+        return super().env | {"XDG_CONFIG_HOME": str(self.folder / "config"),
+                              "NO_AT_BRIDGE": "1"}  # no accessibility bus of its own
+
+    def start(self) -> None:
+        """Start Xvfb, dunst and its session bus, then the panel."""
+        channel = self.folder / "config" / "xfce4" / "xfconf" / "xfce-perchannel-xml"
+        channel.mkdir(parents=True)
+        rgba = "".join(f'<value type="double" value="{v}"/>'
+                       for v in (*(DARK_PANEL if self.dark else LIGHT_PANEL), 1))
+        (channel / "xfce4-panel.xml").write_text(PANEL_XML.format(
+            dark=str(self.dark).lower(), height=PANEL_HEIGHT, rgba=rgba), "utf-8")
+        self._start_xvfb()
+        self._start_dunst()
+        self.start_panel()
+
+    def start_panel(self) -> None:
+        """Start xfce4-panel; wait until its StatusNotifierItem watcher is on the bus."""
+        self.panel = self._spawn(["xfce4-panel", "--disable-wm-check"], "panel.log")
+        assert wait_for(lambda: self.has_owner(SNI_WATCHER), 20), self.log("panel.log")
+
+    def stop_panel(self) -> None:
+        """Kill the panel (as a crash would); wait until its watcher left the bus."""
+        assert self.panel is not None
+        self.panel.kill()
+        self.panel.wait(10)
+        assert wait_for(lambda: not self.has_owner(SNI_WATCHER), 10)
+
+    def set_dark(self, dark: bool) -> None:
+        """Switch the panel between a light and a dark background, live."""
+        self.dark = dark
+        argv = ["xfconf-query", "-c", "xfce4-panel", "-p",
+                "/panels/panel-1/background-rgba"]
+        for value in (*(DARK_PANEL if dark else LIGHT_PANEL), 1):
+            argv += ["-t", "double", "-s", str(value)]
+        self.run(*argv, check=True)
+        self.run("xfconf-query", "-c", "xfce4-panel", "-p", "/panels/dark-mode", "-t",
+                 "bool", "-s", str(dark).lower(), check=True)
+
+    def stop(self) -> None:
+        """Close the bus connection, then stop everything."""
+        if self._bus is not None:
+            self._bus.close_sync(None)
+            self._bus = None
+        super().stop()
+
+    # ------------------------------------------------------------ D-Bus
+
+    def bus(self) -> Any:
+        """Return a connection of the tests' own to this session's bus."""
+        from gi.repository import Gio  # type: ignore[import-untyped]
+
+        if self._bus is None:
+            flags = (Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
+                     | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION)
+            self._bus = Gio.DBusConnection.new_for_address_sync(self.bus_address, flags,
+                                                                None, None)
+        return self._bus
+
+    def call(self, dest: str, path: str, interface: str, method: str,
+             signature: str | None = None, *args: object) -> Any:
+        """Call a D-Bus method; return its unpacked answer (GLib.Error on failure)."""
+        from gi.repository import Gio, GLib
+
+        params = GLib.Variant(signature, args) if signature else None
+        reply = self.bus().call_sync(dest, path, interface, method, params, None,
+                                     Gio.DBusCallFlags.NONE, 5000, None)
+        return reply.unpack() if reply is not None else None
+
+    def has_owner(self, name: str) -> bool:
+        """Tell whether a name is owned on this session's bus."""
+        return bool(self.call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                              "org.freedesktop.DBus", "NameHasOwner", "(s)", name)[0])
+
+    def sni_items(self) -> list[str]:
+        """Return the items registered with the watcher ("bus-name/object/path")."""
+        from gi.repository import GLib
+
+        try:
+            (items,) = self.call(SNI_WATCHER, "/StatusNotifierWatcher",
+                                 "org.freedesktop.DBus.Properties", "Get", "(ss)",
+                                 SNI_WATCHER, "RegisteredStatusNotifierItems")
+        except GLib.Error:
+            return []
+        return list(items)
+
+    def sni_item(self, item_id: str = "passeur") -> tuple[str, str] | None:
+        """Return the bus name and object path of the registered item with this id."""
+        for item in self.sni_items():
+            name, _slash, path = item.partition("/")
+            if self.sni_properties((name, "/" + path)).get("Id") == item_id:
+                return name, "/" + path
+        return None
+
+    def sni_properties(self, item: tuple[str, str]) -> dict[str, Any]:
+        """Return the StatusNotifierItem properties of an item."""
+        from gi.repository import GLib
+
+        try:
+            (props,) = self.call(item[0], item[1], "org.freedesktop.DBus.Properties",
+                                 "GetAll", "(s)", "org.kde.StatusNotifierItem")
+        except GLib.Error:
+            return {}
+        return dict(props)
+
+    def menu(self, item: tuple[str, str]) -> list[MenuNode]:
+        """Return an item's menu as the host reads it (com.canonical.dbusmenu)."""
+        path = self.sni_properties(item)["Menu"]
+        _revision, root = self.call(item[0], path, "com.canonical.dbusmenu", "GetLayout",
+                                    "(iias)", 0, -1, [])
+        return [_menu_node(child) for child in root[2]]
+
+    def activate(self, item: tuple[str, str], node: MenuNode) -> None:
+        """Click a menu entry the way a host does."""
+        from gi.repository import GLib
+
+        path = self.sni_properties(item)["Menu"]
+        self.call(item[0], path, "com.canonical.dbusmenu", "Event", "(isvu)", node.id,
+                  "clicked", GLib.Variant("s", ""), 0)
+
+
+def _menu_node(layout: tuple[int, dict[str, Any], list[Any]]) -> MenuNode:
+    number, props, children = layout
+    return MenuNode(number, str(props.get("label", "")), bool(props.get("enabled", True)),
+                    bool(props.get("visible", True)), props.get("type") == "separator",
+                    [_menu_node(child) for child in children])
+
+
+@contextlib.contextmanager
+def sni_desktop(dark: bool = False) -> Iterator[SniSession]:
+    """Yield a running desktop with xfce4-panel as the SNI host, stopped afterwards."""
+    require_sni_tools()
+    folder = Path(tempfile.mkdtemp(prefix="passeur-sni-"))
+    session = SniSession(folder, dark=dark)
     try:
         session.start()
         yield session

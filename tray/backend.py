@@ -1,9 +1,31 @@
-"""The thin pystray adapter: shows the icon, renders the menu model, reports clicks.
+"""The thin pystray adapter: chooses the backend, shows the icon, renders the menu model,
+reports clicks. This is the desktop-specific module: every backend quirk is handled here
+and nowhere else.
 
-pystray picks its backend on import (appindicator, gtk or xorg on Linux; win32; darwin)
-and raises when there is no display; the caller then runs headless. Backend quirks are
-handled here and nowhere else:
+Choosing the backend (Linux; Windows and macOS have one each, with a menu and a default
+action): pystray offers three, which differ in what they can do (`Capabilities`).
 
+- `appindicator` (StatusNotifierItem over D-Bus) where an SNI host runs, i.e. where the
+  `org.kde.StatusNotifierWatcher` name has an owner on the session bus: GNOME with the
+  AppIndicator extension, KDE Plasma, Xfce, Cinnamon, MATE. A real menu, but no default
+  action (a click opens the menu): the most useful entry comes first.
+- `gtk` (a GtkStatusIcon, XEmbed) on a plain X11 tray when GTK is available: a menu on the
+  right click and a default action on the left one.
+- `xorg` last (no GTK): no menu, so the default action opens the choices window.
+
+At login the panel may come up after passeur: the choice waits for a host first.
+`[tray] backend` in the configuration overrides the choice for the odd desktop (then
+pystray's own PYSTRAY_BACKEND environment variable, if set).
+
+Quirks handled here:
+
+- appindicator gives the host a file path as icon name (one size, scaled by the host,
+  and removed before the new one is shown): `_sni_icon_class` writes each picture at
+  every size hosts ask for (16 to 64 px) into an icon theme folder of its own and gives
+  the host that folder (IconThemePath) and the picture's name, so the host takes the
+  size it draws and a change is one name switch (no flicker). The status text goes in
+  the title and the icon's accessible description (SNI has no tooltip in
+  libappindicator). When the panel restarts, libappindicator registers the icon again.
 - xorg has no menu (`HAS_MENU` false): the default action opens the choices dialog;
 - xorg drops transparency (black corners): the icon is flattened on a neutral grey;
 - xorg cannot dock when no system tray runs yet: we wait for one, then give up; a tray
@@ -19,16 +41,25 @@ handled here and nowhere else:
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import logging
+import os
 import queue
+import shutil
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from PIL import Image
 
-from tray.icon import on_background
+from tray.icon import SIZES, on_background
 from tray.menu import Action, Entry
 
 log = logging.getLogger(__name__)
@@ -43,17 +74,170 @@ TRAY_WAIT_S = 30.0
 DOCK_WAIT_S = 10.0
 # The size handed to backends that scale the picture themselves.
 DEFAULT_SIZE = 64
+# The backends a user may name in `[tray] backend` ("auto" lets passeur choose).
+LINUX_BACKENDS = ("appindicator", "gtk", "xorg")
+SNI_WATCHER = "org.kde.StatusNotifierWatcher"
 
 
 class NoTray(Exception):
     """No system tray to show the icon in."""
 
 
-def load_pystray() -> Any:
-    """Import pystray (raises when no backend works here, e.g. without a display)."""
-    import pystray
+@dataclass(frozen=True)
+class Capabilities:
+    """What the chosen backend can do (pystray's HAS_* flags), read once."""
 
-    return pystray
+    menu: bool
+    default_action: bool
+    notification: bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backend chosen and why, for the log ("" lets pystray take its only one)."""
+
+    backend: str
+    reason: str
+
+
+def choose_backend(override: str = "auto", timeout: float = TRAY_WAIT_S) -> Choice:
+    """Choose the pystray backend that gives the best experience on this desktop.
+
+    Waits up to `timeout` for a tray host on Linux (the panel may start after passeur);
+    raises NoTray when none comes.
+    """
+    if not sys.platform.startswith("linux"):
+        return Choice("", "the only backend of this system")
+    if override != "auto":
+        return Choice(override, "[tray] backend in the configuration")
+    # pystray's own override, for a session that sets it.
+    named = os.environ.get("PYSTRAY_BACKEND", "")
+    if named:
+        return Choice(named, "PYSTRAY_BACKEND in the environment")
+    deadline = time.monotonic() + timeout
+    while True:
+        choice = _choose_now()
+        if choice is not None:
+            return choice
+        # A panel may come later; a display that cannot be opened, without a session bus
+        # for an SNI host either, will not: passeur goes on without its icon at once.
+        if time.monotonic() >= deadline or not (x11_display_opens() or session_bus_present()):
+            raise NoTray("no system tray: neither a StatusNotifierItem host on the session "
+                         f"bus nor an X11 tray on {os.environ.get('DISPLAY', '')!r}")
+        time.sleep(0.5)
+
+
+def _choose_now() -> Choice | None:
+    if sni_host_present():
+        if _typelib("AyatanaAppIndicator3", "0.1") or _typelib("AppIndicator3", "0.1"):
+            return Choice("appindicator", f"{SNI_WATCHER} is on the session bus")
+        log.info("a StatusNotifierItem host runs, but libappindicator's GObject bindings "
+                 "are not installed")
+    if x11_tray_present():
+        if _typelib("Gtk", "3.0"):
+            return Choice("gtk", "an X11 system tray runs and GTK is available")
+        return Choice("xorg", "an X11 system tray runs (GTK is not available)")
+    return None
+
+
+def _typelib(namespace: str, version: str) -> bool:
+    """Tell whether PyGObject and a GObject typelib are there (without loading it)."""
+    try:
+        import gi  # type: ignore[import-untyped]
+
+        gi.require_version(namespace, version)
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def sni_host_present() -> bool:
+    """Tell whether a StatusNotifierItem watcher owns its name on the session bus."""
+    try:
+        from gi.repository import Gio, GLib  # type: ignore[import-untyped]
+    except ImportError:
+        return False
+    try:
+        bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+        reply = bus.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                              "org.freedesktop.DBus", "NameHasOwner",
+                              GLib.Variant("(s)", (SNI_WATCHER,)), None,
+                              Gio.DBusCallFlags.NONE, 2000, None)
+    except GLib.Error as exc:  # no session bus
+        log.debug("no session bus: %s", exc.message)
+        return False
+    return bool(reply.unpack()[0])
+
+
+def session_bus_present() -> bool:
+    """Tell whether a D-Bus session bus answers (where an SNI host would be)."""
+    try:
+        from gi.repository import Gio, GLib
+    except ImportError:
+        return False
+    try:
+        Gio.bus_get_sync(Gio.BusType.SESSION, None)
+    except GLib.Error:
+        return False
+    return True
+
+
+def x11_display_opens() -> bool:
+    """Tell whether the X display can be opened at all."""
+    try:
+        import Xlib.display  # type: ignore[import-untyped]
+
+        Xlib.display.Display().close()
+    except Exception:  # no display, no X server (python-xlib raises several kinds)
+        return False
+    return True
+
+
+def x11_tray_present() -> bool:
+    """Tell whether an X11 system tray owns its selection now."""
+    try:
+        import Xlib.display
+        import Xlib.error  # type: ignore[import-untyped]
+
+        display = Xlib.display.Display()
+    except Exception:  # no display, no X server (python-xlib raises several kinds)
+        return False
+    try:
+        selection = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
+        return bool(display.get_selection_owner(selection) != 0)  # X.NONE
+    finally:
+        display.close()
+
+
+def load_pystray(backend: str = "") -> Any:
+    """Import pystray with this backend ("" for its own choice); raises when it cannot work
+    here (no display, a missing library). Returns an object with Icon, Menu and MenuItem."""
+    if not backend:
+        import pystray
+
+        return pystray
+    if backend not in LINUX_BACKENDS:
+        raise ImportError(f"unknown tray backend {backend!r}")
+    # pystray chooses its backend when first imported: name ours for that import only.
+    saved = os.environ.get("PYSTRAY_BACKEND")
+    os.environ["PYSTRAY_BACKEND"] = backend
+    try:
+        import pystray
+
+        module = importlib.import_module(f"pystray._{backend}")
+    finally:
+        if saved is None:
+            os.environ.pop("PYSTRAY_BACKEND", None)
+        else:
+            os.environ["PYSTRAY_BACKEND"] = saved
+    return SimpleNamespace(Icon=module.Icon, Menu=pystray.Menu, MenuItem=pystray.MenuItem)
+
+
+def capabilities(pystray: Any) -> Capabilities:
+    """Return what the backend's icon class can do."""
+    icon = pystray.Icon
+    return Capabilities(bool(icon.HAS_MENU), bool(icon.HAS_DEFAULT_ACTION),
+                        bool(icon.HAS_NOTIFICATION))
 
 
 def backend_name(pystray: Any) -> str:
@@ -63,18 +247,11 @@ def backend_name(pystray: Any) -> str:
 
 def wait_for_x11_tray(timeout: float = TRAY_WAIT_S) -> None:
     """Wait until an X11 system tray owns its selection; raise NoTray after `timeout`."""
-    import Xlib.display  # type: ignore[import-untyped]
-
-    display = Xlib.display.Display()
-    try:
-        selection = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
-        deadline = time.monotonic() + timeout
-        while display.get_selection_owner(selection) == 0:  # X.NONE
-            if time.monotonic() >= deadline:
-                raise NoTray(f"no system tray on {display.get_display_name()}")
-            time.sleep(0.5)
-    finally:
-        display.close()
+    deadline = time.monotonic() + timeout
+    while not x11_tray_present():
+        if time.monotonic() >= deadline:
+            raise NoTray(f"no system tray on {os.environ.get('DISPLAY', '')!r}")
+        time.sleep(0.5)
 
 
 def x11_title(title: str) -> str:
@@ -92,6 +269,8 @@ class TrayIcon:
         self.pystray = pystray
         self.backend = backend_name(pystray)
         self.x11 = self.backend == "xorg"
+        self.sni = self.backend == "appindicator"
+        self.capabilities = capabilities(pystray)
         self.on_action = on_action
         self.on_default = on_default
         self._lock = threading.Lock()
@@ -104,11 +283,14 @@ class TrayIcon:
                 x11_title(title), menu=self._render([]))
             self.icon.painter = picture
             self.icon.undocked = self._dock_again
+        elif self.sni:
+            self.icon = _sni_icon_class(pystray)("passeur", picture, title,
+                                                 menu=self._render([]))
         else:
             self.icon = pystray.Icon("passeur", picture(DEFAULT_SIZE), title,
                                      menu=self._render([]))
-        self.has_menu = bool(self.icon.HAS_MENU)
-        self.has_default_action = bool(self.icon.HAS_DEFAULT_ACTION)
+        self.has_menu = self.capabilities.menu
+        self.has_default_action = self.capabilities.default_action
 
     def _render(self, entries: Sequence[Entry]) -> Any:
         pystray = self.pystray
@@ -151,12 +333,33 @@ class TrayIcon:
                 if self.x11:
                     self.icon.painter = picture
                     self.icon.icon = on_background(picture(DEFAULT_SIZE), FLAT_BACKGROUND)
+                elif self.sni:
+                    self.icon.show_picture(picture)
                 else:
                     self.icon.icon = picture(DEFAULT_SIZE)
             if title is not None:
                 self.icon.title = x11_title(title) if self.x11 else title
             if entries is not None and self.has_menu:
                 self.icon.menu = self._render(entries)
+
+    def screen_area(self) -> tuple[int, int, int, int] | None:
+        """Return the icon's x, y, width and height on the screen (X11 only), else None."""
+        if not self.x11:
+            return None
+        import Xlib.display
+
+        # A connection of its own: the loop's connection belongs to the loop's thread.
+        display = Xlib.display.Display()
+        try:
+            window = display.create_resource_object("window", self.icon._window.id)
+            geometry = window.get_geometry()
+            where = window.translate_coords(display.screen().root, 0, 0)
+            return (-where.x, -where.y, geometry.width, geometry.height)
+        except Exception as exc:  # the window went away (python-xlib raises several kinds)
+            log.debug("the icon's place is unknown: %s", exc)
+            return None
+        finally:
+            display.close()
 
     def run(self, setup: Callable[[], None]) -> None:
         """Show the icon and run the backend's loop on this (main) thread until stopped."""
@@ -361,3 +564,96 @@ def _x11_icon_class(pystray: Any) -> Any:
             self._display.sync()
 
     return X11Icon
+
+
+def picture_name(picture: Picture) -> str:
+    """Return a name for a picture in the icon theme: the same pictures, the same name."""
+    digest = hashlib.sha256(picture(DEFAULT_SIZE).tobytes()).hexdigest()[:16]
+    return f"passeur-{digest}"
+
+
+class IconTheme:
+    """A private icon theme folder: each picture at every size, under a name of its own.
+
+    Pictures are never rewritten or removed while the icon runs (a host may still be
+    reading the previous one); the folder goes when the icon ends.
+    """
+
+    INDEX = "[Icon Theme]\nName=hicolor\nDirectories={dirs}\n\n{sections}"
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="passeur-icons-"))  # 0700
+        dirs = [f"{size}x{size}/apps" for size in SIZES]
+        sections = "".join(f"[{d}]\nSize={size}\nContext=Applications\nType=Fixed\n\n"
+                           for d, size in zip(dirs, SIZES, strict=True))
+        theme = self.path / "hicolor"
+        theme.mkdir()
+        (theme / "index.theme").write_text(self.INDEX.format(dirs=",".join(dirs),
+                                                             sections=sections), "utf-8")
+
+    def add(self, picture: Picture) -> str:
+        """Write the picture at every size (once) and return its icon name."""
+        name = picture_name(picture)
+        for size in SIZES:
+            folder = self.path / "hicolor" / f"{size}x{size}" / "apps"
+            target = folder / f"{name}.png"
+            if not target.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = folder / f".{name}.png.part"
+                picture(size).save(partial, "PNG")
+                partial.replace(target)  # a host never reads half a picture
+        return name
+
+    def remove(self) -> None:
+        """Remove the folder."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _sni_icon_class(pystray: Any) -> Any:
+    """Return pystray's AppIndicator icon class, showing named pictures from a theme."""
+    from pystray._util.gtk import mainloop
+
+    base = pystray.Icon
+    indicator = sys.modules[base.__module__].AppIndicator  # Ayatana's or Canonical's
+
+    class SniIcon(base):  # type: ignore[misc, valid-type]
+        _appindicator: Any
+
+        def __init__(self, name: str, picture: Picture, title: str, **kwargs: Any) -> None:
+            self._theme = IconTheme()
+            self._icon_name = self._theme.add(picture)
+            super().__init__(name, picture(DEFAULT_SIZE), title, **kwargs)
+            self._appindicator.set_icon_theme_path(str(self._theme.path))
+
+        def show_picture(self, picture: Picture) -> None:
+            """Show another picture (from any thread): written first, then switched to."""
+            self._icon_name = self._theme.add(picture)
+            self._switch_icon()
+
+        @mainloop  # type: ignore[untyped-decorator]
+        def _switch_icon(self) -> None:
+            self._appindicator.set_icon_full(self._icon_name, self.title)
+
+        @mainloop  # type: ignore[untyped-decorator]
+        def _update_icon(self) -> None:
+            self._switch_icon()
+
+        @mainloop  # type: ignore[untyped-decorator]
+        def _update_title(self) -> None:
+            self._appindicator.set_title(self.title)
+            # Hosts that read no title say the status with the icon's description.
+            self._appindicator.set_icon_full(self._icon_name, self.title)
+
+        @mainloop  # type: ignore[untyped-decorator]
+        def _show(self) -> None:
+            # pystray's own would give the host its picture file's path.
+            self._appindicator.set_icon_full(self._icon_name, self.title)
+            self._appindicator.set_menu(self._menu_handle or self._create_default_menu())
+            self._appindicator.set_title(self.title)
+            self._appindicator.set_status(indicator.IndicatorStatus.ACTIVE)
+
+        def _finalize(self) -> None:
+            super()._finalize()
+            self._theme.remove()
+
+    return SniIcon

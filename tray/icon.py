@@ -30,6 +30,7 @@ COLOURS: dict[Status, tuple[int, int, int]] = {
     Status.TO_CONFIGURE: (108, 117, 125),
 }
 BADGE_COLOUR = (176, 0, 32)
+BADGED_DISC = 0.8  # the disc's share of the icon's side when a badge is drawn
 WHITE = (255, 255, 255, 255)
 Point = tuple[float, float]
 
@@ -45,6 +46,20 @@ def badge_text(count: int) -> str:
 def draw_icon(status: Status, badge: int = 0, size: int = 32) -> Image.Image:
     """Return the RGBA icon for a status, with the count of waiting updates as a badge."""
     big = size * SUPERSAMPLE
+    text = badge_text(badge)
+    if not text:
+        return _disc(status, big).resize((size, size), Image.Resampling.LANCZOS)
+    # With a badge the disc shrinks towards the upper left corner, so that the badge in
+    # the lower right covers only its rim, never the glyph (it matters most at 22-24 px).
+    image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
+    disc = round(big * BADGED_DISC)
+    image.alpha_composite(_disc(status, big).resize((disc, disc), Image.Resampling.LANCZOS))
+    _draw_badge(image, text, big)
+    return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _disc(status: Status, big: int) -> Image.Image:
+    """Return the coloured disc with its white glyph, filling a `big` square."""
     image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     pen = ImageDraw.Draw(image)
     colour = COLOURS[status]
@@ -55,10 +70,7 @@ def draw_icon(status: Status, badge: int = 0, size: int = 32) -> Image.Image:
     pen.ellipse((margin + unit, margin + unit, big - margin - unit, big - margin - unit),
                 fill=(*colour, 255))
     _GLYPHS[status](pen, big, colour)
-    text = badge_text(badge)
-    if text:
-        _draw_badge(image, text, big)
-    return image.resize((size, size), Image.Resampling.LANCZOS)
+    return image
 
 
 def _xy(big: int, *points: Point) -> list[tuple[float, float]]:
@@ -168,8 +180,8 @@ def _font(pixels: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def _draw_badge(image: Image.Image, text: str, big: int) -> None:
     """A white-rimmed dark red pill in the lower right corner, holding the count."""
     pen = ImageDraw.Draw(image)
-    height = big * 0.56
-    font = _font(round(height * 0.78))
+    height = big * 0.5
+    font = _font(round(height * 0.82))
     left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
     width = max(height, (right - left) + height * 0.45)
     x1, y1 = big, big
