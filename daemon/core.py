@@ -26,9 +26,13 @@ from daemon.sources import Source
 from daemon.status import Status, StatusTracker
 
 if TYPE_CHECKING:
+    from daemon.bus import EventBus
     from daemon.delivery import Result
     from daemon.queue import HistoryEntry, Item, Outcome
     from daemon.restart import RestartReport, RestartSettings
+    from daemon.send.base import Documents, SendError
+    from daemon.send.options import SendOptions
+    from daemon.send.pack import Plan
     from daemon.send.sender import Sender, SendReport, SendRequest
     from daemon.web.poller import PollReport
 
@@ -418,9 +422,46 @@ class Core:
 
     # ------------------------------------------------------------ sending
 
-    def send(self, request: SendRequest, cancel: threading.Event | None = None) -> SendReport:
-        """Send a dossier to the accountant (raises SendError); the events say how it goes."""
-        return self.sender().send(request, cancel)
+    def send(self, request: SendRequest, cancel: threading.Event | None = None,
+             resume: bool = False) -> SendReport:
+        """Send a dossier to the accountant (raises SendError); the events say how it goes.
+
+        With `resume`, a web send cut by the line or a sleeping computer waits for the line
+        (trying again after a growing pause, at once when the site answers a poll again)
+        and goes on from the part it reached, until it is done or `cancel` is set.
+        """
+        cancel = cancel or threading.Event()
+        if not resume:
+            return self.sender().send(request, cancel)
+        waiter = _LineWaiter(self.bus, cancel)
+        try:
+            return self.sender().send(request, cancel, waiter.wait)
+        finally:
+            waiter.close()
+
+    def send_options(self, dossier: str) -> SendOptions:
+        """Return what the sending wizard offers for `dossier` (raises SendError)."""
+        return self.sender().options(dossier)
+
+    def send_plan(self, dossier: str, documents: Documents) -> Plan:
+        """Return what a send of `dossier` would carry now (raises SendError)."""
+        return self.sender().plan(dossier, documents)
+
+    def close_app_for_send(self) -> tuple[int, ...]:
+        """Ask the accounting application to close, as a user would, so that the dossier
+        can be packed; wait as for a restart; return the processes still running (never
+        forced: the user decides what to do with an application that stays open)."""
+        from daemon.restart import ask_to_close, wait_for_exit
+
+        pids = self.ctx.delivery.watcher.running_pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                ask_to_close(pid)
+        remaining = wait_for_exit(pids, self.restart_settings().close_timeout_seconds)
+        if not remaining:
+            # Updates held for a restart may go now that it is closed.
+            self.hand_over_after_restart()
+        return remaining
 
     def sender(self) -> Sender:
         """Return what sends dossiers (its plan and remembered choices serve the wizard)."""
@@ -445,3 +486,40 @@ class Core:
                                                           event.sha256, event.received_at))
         except OSError as exc:
             log.warning("the report of %s cannot be updated: %s", event.name, exc)
+
+
+# How long a cut web send waits before it tries again: growing, then every few minutes.
+CUT_WAITS_S = (5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0)
+
+
+class _LineWaiter:
+    """Waits, after a web send was cut, until it is worth trying again: a growing pause,
+    cut short when the site answers a poll again (BackOnline) or the user cancels."""
+
+    def __init__(self, bus: EventBus, cancel: threading.Event) -> None:
+        self.bus = bus
+        self.cancel = cancel
+        self.cuts = 0
+        self._back = threading.Event()
+        self._name = f"send-line-{id(self)}"
+        bus.subscribe(self._name, lambda _event: self._back.set(), ev.BackOnline)
+
+    def wait(self, error: SendError) -> bool:
+        """Block until it is time to try again; False when the user cancelled."""
+        wait = CUT_WAITS_S[min(self.cuts, len(CUT_WAITS_S) - 1)]
+        self.cuts += 1
+        if self.cuts == 1:
+            log.info(_("The connection was lost while sending: the send will go on by itself"
+                       " as soon as the line is back."))
+        self._back.clear()
+        deadline = time.monotonic() + wait
+        while not self.cancel.is_set() and not self._back.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.cancel.wait(min(left, 0.5))
+        return not self.cancel.is_set()
+
+    def close(self) -> None:
+        """Stop following the bus."""
+        self.bus.unsubscribe(self._name)

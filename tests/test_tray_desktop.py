@@ -223,10 +223,11 @@ def test_a_click_on_the_icon_opens_the_choices_and_they_work(
         shutil.copy(later, tmp_path / "drop" / later.name)
         choose("Home", "Return")
         assert wait_for(lambda: ctx.queue.count_pending() == 2, 10)
-        # Pause – 1 heure, then Reprendre (which takes the place of the pause choices).
-        choose("Home", "Down", "Down", "Down", "Return")
+        # Pause – 1 heure (after Envoyer le dossier and Importer), then Reprendre (which
+        # takes the place of the pause choices).
+        choose("Home", "Down", "Down", "Down", "Down", "Return")
         look.wait_for(Status.PAUSED, "12-paused")
-        choose("Home", "Down", "Down", "Down", "Return")
+        choose("Home", "Down", "Down", "Down", "Down", "Return")
         look.wait_for(Status.WAITING, "13-resumed")
         # Journal (third from the end).
         choose("End", "Up", "Up", "Return")

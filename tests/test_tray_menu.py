@@ -6,7 +6,7 @@ import pytest
 
 from daemon import events as ev
 from tray.menu import Action, Entry, build_menu, flatten, primary_action
-from tray.state import ConfigChecked, QueueSnapshot, TrayState, reduce
+from tray.state import ConfigChecked, QueueSnapshot, Transfer, TrayState, reduce
 
 DOSSIERS = [("8502182", "GAEC LE GUYON")]
 
@@ -31,11 +31,25 @@ def test_the_menu_of_an_idle_tray() -> None:
         ("1 heure", Action.PAUSE_HOUR), ("Jusqu'à reprise", Action.PAUSE_UNTIL_RESUMED)]
 
 
-def test_send_is_present_but_disabled_until_sending_exists() -> None:
+def test_send_opens_the_wizard_of_each_dossier() -> None:
     send = build_menu(TrayState(), "Isacompta", DOSSIERS)[3]
-    assert not send.enabled
+    assert send.enabled
     assert [(c.label, c.action, c.arg, c.enabled) for c in send.children] == [
-        ("8502182 – GAEC LE GUYON", Action.SEND_DOSSIER, "8502182", False)]
+        ("8502182 – GAEC LE GUYON", Action.SEND_DOSSIER, "8502182", True)]
+    assert Action.CANCEL_SEND not in {e.action for e in flatten([send])}
+
+
+def test_while_sending_the_menu_offers_to_cancel_and_no_second_send() -> None:
+    entries = build_menu(TrayState(sending=Transfer("8502182-20201027172021.wvz", 5, 10)),
+                         "Isacompta", DOSSIERS)
+    send = entries[3]
+    assert (send.label, send.enabled) == ("Envoyer le dossier", False)
+    assert (entries[4].label, entries[4].action) == ("Annuler l'envoi", Action.CANCEL_SEND)
+
+
+def test_no_dossier_no_send() -> None:
+    send = build_menu(TrayState(), "Isacompta", [])[3]
+    assert (send.label, send.enabled, send.children) == ("Envoyer le dossier", False, ())
 
 
 def test_waiting_updates_make_the_list_the_default() -> None:
@@ -99,7 +113,7 @@ def test_flatten_for_the_choices_dialog() -> None:
         "Pause – 1 heure", "Pause – Jusqu'à reprise", "—", "Journal", "Paramètres", "—",
         "Quitter"]
     assert [e.label for e in flat if e.default] == ["Mises à jour à intégrer (1)…"]
-    assert not flat[3].enabled
+    assert flat[3].enabled
 
 
 def test_flatten_drops_repeated_and_trailing_separators() -> None:

@@ -22,6 +22,8 @@ class Action(enum.StrEnum):
     RESTART_APP = "restart-app"  # the prompt: Relancer maintenant / Plus tard
     RESTART_NOW = "restart-now"  # the notification's own button: no second question
     SEND_DOSSIER = "send-dossier"
+    CANCEL_SEND = "cancel-send"  # *Annuler l'envoi*, while a send goes on
+    OPEN_REPORT = "open-report"  # the end-of-send notification: the report page
     IMPORT_FILE = "import-file"
     PAUSE_HOUR = "pause-hour"
     PAUSE_UNTIL_RESUMED = "pause-until-resumed"
@@ -84,7 +86,7 @@ def build_menu(state: TrayState, app_name: str, dossiers: Sequence[tuple[str, st
         entries.append(Entry(_("Restart {app}…").format(app=app_name), Action.RESTART_APP))
     entries += [
         SEPARATOR,
-        _send_menu(dossiers),
+        *_send_menu(dossiers, state),
         Entry(_("Import a file…"), Action.IMPORT_FILE, enabled=configured),
         _pause_entry(state),
         SEPARATOR,
@@ -100,11 +102,16 @@ def build_menu(state: TrayState, app_name: str, dossiers: Sequence[tuple[str, st
     return tuple(entries)
 
 
-def _send_menu(dossiers: Sequence[tuple[str, str]]) -> Entry:
-    # Sending is wired by its own feature; until then the entry shows what will come.
+def _send_menu(dossiers: Sequence[tuple[str, str]], state: TrayState) -> list[Entry]:
+    """*Envoyer le dossier ▸ <dossier>* (the wizard), and *Annuler l'envoi* while sending."""
+    sending = state.sending is not None
     children = tuple(Entry(f"{number} – {name}" if name else number, Action.SEND_DOSSIER,
-                           arg=number, enabled=False) for number, name in dossiers)
-    return Entry(_("Send the dossier"), children=children, enabled=False)
+                           arg=number, enabled=not sending) for number, name in dossiers)
+    entries = [Entry(_("Send the dossier"), children=children,
+                     enabled=bool(children) and not sending)]
+    if sending:
+        entries.append(Entry(_("Cancel the send"), Action.CANCEL_SEND))
+    return entries
 
 
 def _pause_entry(state: TrayState) -> Entry:

@@ -69,6 +69,7 @@ class Transfer:
     name: str
     done: int = 0
     total: int = 0
+    waiting: bool = False  # a send cut by the line, waiting to go on by itself
 
     @property
     def percent(self) -> int | None:
@@ -185,6 +186,8 @@ def _transfers(state: TrayState, event: ev.Event) -> TrayState | None:
             return replace(state, sending=Transfer(name))
         case ev.SendProgress(name=name, stage="transfer", done=done, total=total):
             return replace(state, sending=Transfer(name, done, total))
+        case ev.SendProgress(name=name, stage="waiting") if state.sending is not None:
+            return replace(state, sending=replace(state.sending, waiting=True))
         case ev.SendFinished() | ev.SendFailed():
             return replace(state, sending=None)
     return None
@@ -248,6 +251,9 @@ def headline(state: TrayState, app_name: str, today: datetime | None = None) -> 
         if state.paused_until is None:
             return _("Paused until resumed")
         return _("Paused until {time}").format(time=clock(state.paused_until, today))
+    if status is Status.SENDING and state.sending is not None and state.sending.waiting:
+        return _("Sending {file}: the line was cut, it goes on by itself when it is "
+                 "back").format(file=state.sending.name)
     if status is Status.SENDING and state.sending is not None:
         return _transfer_words(state.sending, _("Sending {file}"),
                                _("Sending {file}: {percent} %"))

@@ -41,10 +41,15 @@ class RemoteCore:
     @classmethod
     def connect(cls, paths: Paths, timeout: float = CONNECT_TIMEOUT_S) -> RemoteCore | None:
         """Reach the service of this home; None when none runs (or it does not answer)."""
+        return cls.connect_to(paths.data, timeout)
+
+    @classmethod
+    def connect_to(cls, data: Path, timeout: float = CONNECT_TIMEOUT_S) -> RemoteCore | None:
+        """Reach the service whose data folder is `data` (a window of its tray)."""
         from daemon import platform
 
         try:
-            conn = platform.connect(platform.control_endpoint(paths.data), timeout)
+            conn = platform.connect(platform.control_endpoint(data), timeout)
         except (OSError, TimeoutError):
             return None
         return None if conn is None else cls(conn)
@@ -116,6 +121,21 @@ class RemoteCore:
         """Send a dossier (the request and the report as JSON)."""
         result: dict[str, Any] = self.call("send", request, on_event)
         return result
+
+    def send_options(self, dossier: str) -> dict[str, Any]:
+        """What the sending wizard offers for `dossier` (daemon.send.options as JSON)."""
+        result: dict[str, Any] = self.call("send-options", {"dossier": dossier})
+        return result
+
+    def send_plan(self, dossier: str, documents: str) -> dict[str, Any]:
+        """What a send would carry: documents, bytes, deleted, unchanged."""
+        result: dict[str, Any] = self.call("send-plan", {"dossier": dossier,
+                                                         "documents": documents})
+        return result
+
+    def close_app(self) -> list[int]:
+        """Ask the accounting application to close for a send; return who still runs."""
+        return [int(pid) for pid in self.call("close-app")["still_running"]]
 
     def show(self) -> Status:
         """Ask the service to show itself; return its status."""

@@ -190,6 +190,33 @@ class ControlServer:
         except SendError as error:
             raise RequestFailed(f"send:{error.code}", error.message()) from None
 
+    def send_options(self, params: dict[str, Any], gone: threading.Event) -> Any:
+        """What the sending wizard offers for a dossier now (keys, application open…)."""
+        from daemon.send.base import SendError
+
+        try:
+            return self.core.send_options(str(params["dossier"])).to_json()
+        except SendError as error:
+            raise RequestFailed(f"send:{error.code}", error.message()) from None
+
+    def send_plan(self, params: dict[str, Any], gone: threading.Event) -> Any:
+        """What a send of a dossier would carry now: documents, bytes, deleted."""
+        from daemon.send.base import Documents, SendError
+
+        try:
+            plan = self.core.send_plan(str(params["dossier"]),
+                                       Documents(params.get("documents", "all")))
+        except SendError as error:
+            raise RequestFailed(f"send:{error.code}", error.message()) from None
+        except ValueError as exc:
+            raise RequestFailed("protocol", str(exc)) from None
+        return {"documents": plan.documents, "bytes": plan.bytes,
+                "deleted": list(plan.deleted), "unchanged": plan.unchanged}
+
+    def close_app(self, params: dict[str, Any], gone: threading.Event) -> Any:
+        """Ask the accounting application to close for a send (never forced)."""
+        return {"still_running": list(self.core.close_app_for_send())}
+
     def show(self, params: dict[str, Any], gone: threading.Event) -> Any:
         """A second `passeur run`: the front end shows itself (menu or status)."""
         self.ctx.bus.publish(ev.ShowRequested())
@@ -206,5 +233,8 @@ HANDLERS: dict[str, Handler] = {
     "pause": ControlServer.pause,
     "resume": ControlServer.resume,
     "send": ControlServer.send,
+    "send-options": ControlServer.send_options,
+    "send-plan": ControlServer.send_plan,
+    "close-app": ControlServer.close_app,
     "show": ControlServer.show,
 }

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from daemon.queue import Queue
     from daemon.send.email import SmtpPasswords
     from daemon.send.inventory import Inventory, InventoryStore
+    from daemon.send.options import SendOptions
     from daemon.send.pack import PackedDossier, Plan
     from daemon.web.credentials import CredentialStore
 
@@ -61,6 +62,8 @@ PROGRESS_INTERVAL_S = 0.2
 SEND_FOLDER = "send"
 
 DestinationFactory = Callable[["SendRequest"], Destination]
+# Called when a web send is cut; blocks until it is time to try again (True) or not.
+OnCut = Callable[[SendError], bool]
 
 
 @dataclass(frozen=True)
@@ -211,13 +214,49 @@ class Sender:
         """Return the HTML report of the send that made `name`."""
         return report_path(self.paths, name)
 
+    def options(self, dossier: str) -> SendOptions:
+        """Return what the sending wizard offers for `dossier` now (quick: no pack, no
+        network); raise SendError when the dossier is not set up."""
+        from daemon.send.folder import removable_targets, removable_volumes
+        from daemon.send.options import SendOptions, targets_for
+
+        number = self._dossier(dossier).number
+        remembered = self.choices(number)
+        folders = [f for f in (remembered.folder if remembered else None,
+                               self.config.send.folder) if f is not None]
+        keys = {volume.mount_point for volume in removable_volumes(self.media_roots)}
+        targets = targets_for(removable_targets(self.media_roots, folders), keys)
+        unavailable = {str(channel): reason for channel in (Channel.WEB, Channel.EMAIL)
+                       if (reason := self.unavailable(number, channel))}
+        from daemon.send.email import MB
+
+        return SendOptions(number, self._dossier(number).name, self.config.app.name,
+                           self.watcher.is_running(), targets,
+                           self.config.send.objective_choices(),
+                           self.config.send.email_max_mb * MB, unavailable, remembered)
+
+    def unavailable(self, dossier: str, channel: Channel, folder: Path | None = None) -> str:
+        """Return why `channel` cannot take a send of `dossier` now ("" when it can): the
+        destination's own check before packing, so the wizard and a send say the same."""
+        try:
+            self._destination(SendRequest(dossier, channel, folder)).check(0)
+        except SendError as error:
+            return error.text
+        return ""
+
     # ------------------------------------------------------------ sending
 
-    def send(self, request: SendRequest, cancel: threading.Event | None = None) -> SendReport:
-        """Send one dossier as asked; raise SendError (after SendFailed) when it is not sent."""
+    def send(self, request: SendRequest, cancel: threading.Event | None = None,
+             on_cut: OnCut | None = None) -> SendReport:
+        """Send one dossier as asked; raise SendError (after SendFailed) when it is not sent.
+
+        `on_cut`: for a web send cut by the line or the server (a transient failure), it is
+        called with the error and blocks until it is time to try again (True) or gives up
+        (False); the upload then resumes at the part it reached, within this one send.
+        """
         run = _Run(request, self.bus)
         try:
-            report = self._send(run, cancel or threading.Event())
+            report = self._send(run, cancel or threading.Event(), on_cut)
         except SendError as error:
             self._failed(run, error)
             raise
@@ -240,7 +279,7 @@ class Sender:
                            channel=str(run.request.channel), code=error.code,
                            message=error.text)
 
-    def _send(self, run: _Run, cancel: threading.Event) -> SendReport:
+    def _send(self, run: _Run, cancel: threading.Event, on_cut: OnCut | None) -> SendReport:
         request = run.request
         dossier = self._dossier(request.dossier)
         folder = self._dossier_folder(dossier)
@@ -260,7 +299,7 @@ class Sender:
                 job = SendJob(dossier.number, dossier.name, packed.file, packed.name,
                               packed.size, packed.sha256, request.objective, request.comments,
                               packed.mode, packed.part_sha256)
-                outcome = destination.send(job, run.progress("transfer"), cancel)
+                outcome = self._transfer(run, destination, job, cancel, on_cut)
                 sent = True
             finally:
                 self._clean_staging(packed, request, sent)
@@ -269,6 +308,29 @@ class Sender:
         report = self._inform(request, report, cancel)
         run.finished(report.where, self._finished_words(report))
         return report
+
+    def _transfer(self, run: _Run, destination: Destination, job: SendJob,
+                  cancel: threading.Event, on_cut: OnCut | None) -> Sent:
+        """Hand the job to the destination; a cut web send waits for `on_cut`, resumes."""
+        progress = run.progress("transfer")
+        while True:
+            try:
+                return destination.send(job, progress, cancel)
+            except SendError as error:
+                from daemon.send.web import TRANSIENT
+
+                resumable = (on_cut is not None and run.request.channel is Channel.WEB
+                             and error.code in TRANSIENT and not cancel.is_set())
+                if not resumable:
+                    raise
+                log.info("the web send of %s was cut (%s): waiting for the line",
+                         job.name, error.code)
+                # The icon keeps the send, with the reason in words (docs/sending.md).
+                self.bus.publish(SendProgress(run.request.dossier, run.name, "waiting",
+                                              0, job.size))
+                assert on_cut is not None
+                if not on_cut(error):
+                    raise
 
     # ------------------------------------------------------------ checks
 

@@ -1,0 +1,368 @@
+"""*Envoyer le dossier* from the tray: the wizard's model, then the real tray on a real
+desktop (Xvfb, trayer, dunst) driven with xdotool — onto a FAT key, by e-mail through
+aiosmtpd, by the web through nginx with a cut line — each result checked for real.
+
+The desktop tests run the tray in English (the window titles they look for); the French
+words are checked by tests/test_i18n.py once the catalogue has them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon import config_edit
+from daemon.fsutil import sha256_file
+from daemon.keys import SigningKey
+from daemon.send.base import Channel, Documents
+from daemon.send.choices import Choices, ChoiceStore
+from daemon.send.options import SendOptions, Target
+from tests.fat import FatImage
+from tests.helpers import DOSSIER, DOSSIER_NAME, Home, make_home, wait_listening
+from tests.xsession import XSession, desktop, start_tray, stop_tray, tray_icon, wait_for
+from tray.send_wizard import PlanFacts, WizardModel, email_size
+
+TESTS = Path(__file__).resolve().parent
+WIZARD = "Service provider exchanges – Send"
+SHOTS = Path(os.environ.get("PASSEUR_SHOTS") or "/tmp/shots/send")
+
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+
+# ---------------------------------------------------------------- the model, no display
+
+
+def options(**changes: object) -> SendOptions:
+    values: dict[str, object] = {
+        "dossier": DOSSIER, "dossier_name": DOSSIER_NAME, "app_name": "Isacompta",
+        "app_running": False,
+        "targets": (Target("CLE", "/media/CLE", True), Target("/srv/envois", "/srv/envois")),
+        "objectives": ("Envoi pour révision", "Envoi pour bilan"),
+        "email_max_bytes": 20_000_000, "unavailable": {}, "choices": None}
+    values.update(changes)
+    return SendOptions(**values)  # type: ignore[arg-type]
+
+
+def test_the_wizard_opens_on_the_web_when_it_is_set_up_and_on_the_key_first() -> None:
+    model = WizardModel.opening(options())
+    assert (model.channel, model.folder, model.documents) == (
+        Channel.WEB, "/media/CLE", Documents.ALL)
+    assert model.objective == "Envoi pour révision"
+    no_web = WizardModel.opening(options(unavailable={"web": "pas de site"}))
+    assert no_web.channel is Channel.FOLDER
+    no_web.choose_channel(Channel.WEB)
+    assert no_web.channel is Channel.FOLDER  # a disabled choice is not taken
+    assert no_web.why_not(Channel.WEB) == "pas de site"
+
+
+def test_remembered_choices_are_the_defaults() -> None:
+    remembered = Choices(Channel.EMAIL, None, Documents.CHANGED, "Envoi pour bilan", True)
+    model = WizardModel.opening(options(choices=remembered))
+    assert (model.channel, model.documents, model.objective, model.inform) == (
+        Channel.EMAIL, Documents.CHANGED, "Envoi pour bilan", True)
+    assert not model.inform_possible()  # an e-mail send informs by itself
+    assert model.request()["inform"] is False
+
+
+def test_pages_flow_and_the_choices_stay_when_going_back() -> None:
+    model = WizardModel.opening(options())
+    assert not model.back()
+    assert model.page == 0
+    model.choose_channel(Channel.FOLDER)
+    model.documents = Documents.CHANGED
+    assert model.next()
+    assert model.last_page
+    assert not model.next()
+    model.comments = "  Avec les factures de mars "
+    assert model.back()
+    assert model.page == 0
+    assert model.next()
+    assert model.request() == {
+        "dossier": DOSSIER, "channel": "folder", "folder": "/media/CLE",
+        "documents": "changed", "objective": "Envoi pour révision",
+        "comments": "Avec les factures de mars", "inform": False}
+
+
+def test_what_stands_in_the_way_of_terminer() -> None:
+    model = WizardModel.opening(options(app_running=True))
+    assert "Isacompta" in model.blocker()
+    model.app_running = False
+    assert model.blocker() == ""
+    model.choose_channel(Channel.EMAIL)
+    model.plans[Documents.ALL] = PlanFacts(3, 30_000_000)
+    assert model.email_too_large()
+    assert "e-mail" in model.blocker()
+    model.plans[Documents.ALL] = PlanFacts(3, 1_000_000)
+    assert not model.email_too_large()
+    assert model.blocker() == ""
+    assert email_size(57) > 57
+    model.documents = Documents.CHANGED
+    model.plans[Documents.CHANGED] = PlanFacts(0, 0)
+    assert model.blocker() != ""  # nothing changed: nothing to send
+    folder = WizardModel.opening(options(targets=(), unavailable={"web": "x"}))
+    assert folder.channel is Channel.FOLDER
+    assert folder.blocker() != ""
+    folder.add_folder("/tmp/ailleurs")
+    assert folder.blocker() == ""
+    assert folder.targets()[-1].path == "/tmp/ailleurs"
+
+
+# ---------------------------------------------------------------- the real tray
+
+
+@pytest.fixture(scope="module")
+def x11() -> Iterator[XSession]:
+    with desktop() as session:
+        yield session
+
+
+def english_home(tmp_path: Path, key: SigningKey, app_names: tuple[str, ...] = ()) -> Home:
+    home = make_home(tmp_path / "home", key, app_names)
+    config = home.root / "config.toml"
+    config.write_text(config.read_text().replace('language = "fr"', 'language = "en"'))
+    folder = tmp_path / "dossier"
+    (folder / "factures").mkdir(parents=True)
+    (folder / "grand-livre.txt").write_text("ecriture;512;100,00\n" * 200)
+    (folder / "factures" / "mars.pdf").write_bytes(os.urandom(30_000))
+    config_edit.add_dossier(config, DOSSIER, DOSSIER_NAME, str(folder))
+    return home
+
+
+def open_wizard(session: XSession) -> str:
+    """Click the icon (plain X11: the choices window), take *Send the dossier*."""
+    icon = tray_icon(session)
+    assert icon is not None
+    x, y, width, height = session.geometry(icon)
+    session.click(x + width // 2, y + height // 2)
+    choices = session.wait_window("passeur")
+    # Focus starts on « Receive now »; the next enabled choice is the dossier's send.
+    session.keys(choices, "Down", "Return")
+    return session.wait_window(WIZARD)
+
+
+def shot(session: XSession, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    session.screenshot(SHOTS / f"{name}.png")
+
+
+def history(home: Home, action: str) -> list[dict[str, object]]:
+    return [h.detail for h in home.context().queue.history() if h.action == action]
+
+
+def gone(session: XSession, title: str) -> bool:
+    return wait_for(lambda: session.visible_window(title) is None, 10)
+
+
+@pytest.fixture
+def fat_key(tmp_path: Path) -> Iterator[Path]:
+    """A FAT image mounted where desktops mount keys (directly under /media)."""
+    image = FatImage(tmp_path / "cle.img", label="CLE")
+    point = Path("/media") / f"CLE-{uuid.uuid4().hex[:6]}"
+    image.mount(point, writable=True)
+    try:
+        yield point
+    finally:
+        image.unmount()
+        shutil.rmtree(point, ignore_errors=True)
+
+
+def test_send_onto_the_fat_key_cancel_at_each_page_and_back_keeps_the_comments(
+        x11: XSession, tmp_path: Path, signing_key: SigningKey, fat_key: Path) -> None:
+    home = english_home(tmp_path, signing_key)
+    tray = start_tray(x11, home.root, tmp_path / "drop")
+    try:
+        seen = x11.notification_ids()
+        # Annuler on the first page, then on the second: nothing is sent.
+        wizard = open_wizard(x11)
+        shot(x11, "en-page1-destination")
+        x11.keys(wizard, "Escape")
+        assert gone(x11, WIZARD)
+        wizard = open_wizard(x11)
+        x11.keys(wizard, "Return")
+        shot(x11, "en-page2-comments")
+        x11.keys(wizard, "Escape")
+        assert gone(x11, WIZARD)
+        assert list(fat_key.glob("*.wvz")) == []
+        assert history(home, "sent") == []
+        assert history(home, "send_failed") == []
+
+        # The key is the default Répertoire; comments typed, Précédent, Suivant, Terminer.
+        wizard = open_wizard(x11)
+        x11.keys(wizard, "Return")
+        x11.run("xdotool", "type", "--delay", "20", "Avec les factures", check=True)
+        x11.keys(wizard, "alt+Left", "alt+Right", "ctrl+Return")
+        assert gone(x11, WIZARD)
+        assert wait_for(lambda: bool(history(home, "sent")), 30), history(home, "send_failed")
+        [sent] = history(home, "sent")
+        [name] = [p.name for p in fat_key.glob("*.wvz")]
+        assert name == sent["name"]
+        assert sha256_file(fat_key / name) == sent["sha256"]
+        assert sent["comments"] == "Avec les factures"
+        assert sent["channel"] == "folder"
+        assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
+        shot(x11, "en-notification-key")
+        [notice] = x11.notifications_since(seen)
+        assert "You can remove" in str(notice["body"]) or "remove the key" in str(
+            notice["body"]).lower(), notice
+    finally:
+        code, err = stop_tray(tray)
+    assert code == 0, err
+
+
+def test_send_by_email_through_a_real_server(x11: XSession, tmp_path: Path,
+                                             signing_key: SigningKey) -> None:
+    from tests.faultserver import keyring_env
+    from tests.smtpserver import smtp_server
+
+    home = english_home(tmp_path, signing_key)
+    keyrings = keyring_env(tmp_path / "xdg")
+    with smtp_server(tmp_path / "smtp") as server:
+        config_edit.set_email(home.root / "config.toml", smtp_host=server.host,
+                              smtp_port=server.port, user="ferme", sender="ferme@example.org",
+                              accountant="comptable@cabinet.example", timeout_s=10,
+                              ca_bundle=str(server.tls.ca_cert))
+        stored = subprocess.run([sys.executable, "-m", "daemon.cli", "email", "login",
+                                 "--password-stdin"], input="motdepasse\n", text=True,
+                                env={**home.env, **keyrings}, capture_output=True, check=False)
+        assert stored.returncode == 0, stored.stderr
+        # The last send went by e-mail: the wizard opens on Email.
+        ChoiceStore(home.root / "data" / "send").save(DOSSIER, Choices(Channel.EMAIL))
+        tray = start_tray(x11, home.root, tmp_path / "drop", keyrings)
+        try:
+            wizard = open_wizard(x11)
+            x11.keys(wizard, "Return", "ctrl+Return")
+            assert gone(x11, WIZARD)
+            assert wait_for(lambda: bool(history(home, "sent")), 30), history(
+                home, "send_failed")
+            [sent] = history(home, "sent")
+            [message] = server.received
+            attachment = message.attachments()[str(sent["name"])]
+            import hashlib
+
+            assert hashlib.sha256(attachment).hexdigest() == sent["sha256"]
+        finally:
+            code, err = stop_tray(tray)
+        assert code == 0, err
+
+
+def test_nothing_is_packed_while_the_application_runs(x11: XSession, tmp_path: Path,
+                                                     signing_key: SigningKey) -> None:
+    script = tmp_path / f"app_{uuid.uuid4().hex[:10]}.py"
+    shutil.copy(TESTS / "standin_app.py", script)
+    home = english_home(tmp_path, signing_key, (script.name,))
+    out = tmp_path / "envois"
+    out.mkdir()
+    ChoiceStore(home.root / "data" / "send").save(DOSSIER, Choices(Channel.FOLDER, out))
+    app = subprocess.Popen([sys.executable, str(script), str(home.inbox), str(tmp_path / "t")],
+                           stdout=subprocess.PIPE, text=True)
+    assert app.stdout is not None
+    assert app.stdout.readline().strip() == "ready"
+    tray = start_tray(x11, home.root, tmp_path / "drop")
+    try:
+        wizard = open_wizard(x11)
+        x11.keys(wizard, "Return", "ctrl+Return")  # Terminer is refused: the app is open
+        shot(x11, "en-application-open")
+        assert x11.visible_window(WIZARD) is not None
+        assert os.listdir(out) == []
+        assert not list((home.root / "data" / "send").glob("staging/*"))
+        app.terminate()
+        app.wait(10)
+        # The window sees it closed (the service is asked every 2 s), then Terminer works.
+        def finished() -> bool:
+            x11.keys(wizard, "ctrl+Return")
+            return x11.visible_window(WIZARD) is None
+
+        assert wait_for(finished, 20, 0.5)
+        assert wait_for(lambda: bool(history(home, "sent")), 30), history(home, "send_failed")
+        assert len(os.listdir(out)) == 1
+    finally:
+        if app.poll() is None:
+            app.kill()
+        code, err = stop_tray(tray)
+    assert code == 0, err
+
+
+def restart_same_port(server: object) -> None:
+    """Start nginx again on its port (the farmer's configuration names that address)."""
+    from tests.nginx import nginx_binary
+
+    prefix: Path = server.prefix  # type: ignore[attr-defined]
+    conf = server._write_conf()  # type: ignore[attr-defined]
+    process = subprocess.Popen([nginx_binary(), "-p", str(prefix), "-c", str(conf), "-e",
+                                str(prefix / "error.log")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    server.process = process  # type: ignore[attr-defined]
+    assert wait_listening(process, server.port)  # type: ignore[attr-defined]
+
+
+def test_a_web_send_cut_in_the_middle_resumes_by_itself_with_one_notification(
+        x11: XSession, tmp_path: Path, signing_key: SigningKey) -> None:
+    from daemon.web.collect import collect
+    from daemon.web.publish import Repository
+    from tests.faultserver import configure_web, keyring_env
+    from tests.nginx import Nginx
+
+    home = english_home(tmp_path, signing_key)
+    (tmp_path / "dossier" / "scans.pdf").write_bytes(os.urandom(17 << 20))  # three parts
+    user, password = "gaec-le-guyon", "mot de passe"
+    server = Nginx(tmp_path / "nginx")
+    server.add_user(DOSSIER, user, password)
+    Repository(server.repo, home.key).refresh(DOSSIER)
+    server.start()
+    keyrings = keyring_env(tmp_path / "xdg")
+    try:
+        configure_web(home, server.base_url)
+        config_edit.set_send(home.root / "config.toml", max_kbps=4000)
+        login = subprocess.run([sys.executable, "-m", "daemon.cli", "login", DOSSIER, "--user",
+                                user, "--password-stdin", "--no-check"], input=password + "\n",
+                               text=True, env={**home.env, **keyrings}, capture_output=True,
+                               check=False)
+        assert login.returncode == 0, login.stderr
+        tray = start_tray(x11, home.root, tmp_path / "drop", keyrings)
+        try:
+            seen = x11.notification_ids()
+            wizard = open_wizard(x11)  # the web is the default once it is set up
+            x11.keys(wizard, "Return", "ctrl+Return")
+            notes = home.root / "data" / "send" / "web"
+            assert wait_for(lambda: any(_acknowledged(n) >= 1 for n in notes.glob("*.json")),
+                            60), "no part arrived"
+            server.stop()  # the line is cut…
+            assert wait_for(lambda: "interrupted" in _log(home), 30), _log(home)
+            shot(x11, "en-line-cut")
+            restart_same_port(server)  # …and back: the send goes on by itself
+            assert wait_for(lambda: bool(history(home, "sent")), 90), history(
+                home, "send_failed")
+            assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
+            shot(x11, "en-notification-web")
+            new = x11.notifications_since(seen)
+            assert [str(n["body"]) for n in new] == [
+                f"Dossier {DOSSIER} was sent to the accountant"], new
+        finally:
+            code, err = stop_tray(tray)
+        assert code == 0, err
+        [sent] = history(home, "sent")
+        inbox = tmp_path / "cabinet"
+        collected = collect(server.repo, inbox, home.key)
+        assert [o.name for o in collected.outcomes] == [sent["name"]]
+        assert sha256_file(inbox / str(sent["name"])) == sent["sha256"]
+    finally:
+        server.stop()
+
+
+def _log(home: Home) -> str:
+    return "".join(p.read_text("utf-8", "replace") for p in (home.root / "logs").glob("*.log"))
+
+
+def _acknowledged(note: Path) -> int:
+    try:
+        return len(json.loads(note.read_bytes())["parts"])
+    except (OSError, ValueError, KeyError):
+        return 0
