@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 # The accountant's tools and the demo do not read the farmer's configuration.
 # Nor do the commands that must work to repair it (start at login, the log, support).
-COMMANDS_WITHOUT_CONFIG = frozenset({"keygen", "pack", "publish", "collect", "demo",
-                                     "autostart", "log", "diagnose"})
+COMMANDS_WITHOUT_CONFIG = frozenset({"keygen", "pack", "publish", "collect", "invite",
+                                     "demo", "autostart", "log", "diagnose"})
 
 
 def out(text: str = "") -> None:
@@ -179,8 +179,15 @@ def cmd_dossier(ctx: Context, args: argparse.Namespace) -> int:
     from daemon import config_edit
 
     if args.action == "add":
+        previous = ctx.config.dossier(args.number)
         config_edit.add_dossier(ctx.config_path, args.number, args.name, args.folder or "")
-        out(_("Dossier {number} added").format(number=args.number))
+        if previous is None:
+            out(_("Dossier {number} added").format(number=args.number))
+        elif previous.name != args.name:
+            out(_("Dossier {number} was already there: renamed from « {old} » to « {new} »")
+                .format(number=args.number, old=previous.name, new=args.name))
+        else:
+            out(_("Dossier {number} was already there: updated").format(number=args.number))
     elif args.action == "remove":
         if not config_edit.remove_dossier(ctx.config_path, args.number):
             err(_("No dossier {number}").format(number=args.number))
@@ -221,6 +228,8 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
                   "security": config.email.security, "user": config.email.user,
                   "from": config.email.sender, "accountant": config.email.accountant},
     }
+    for note in config.notes:  # unknown keys, an encoding other than UTF-8
+        err(note)
     if args.json:
         emit_json(data)
         return EXIT_OK
@@ -347,6 +356,9 @@ def _queue_process(ctx: Context, args: argparse.Namespace) -> int:
         Result.RESTART_REQUIRED: _("{file}: contains dossiers étalons: close {app} first, it "
                                    "will be handed over then"),
         Result.HELD: _("{file}: waits for the previous update of the dossier"),
+        Result.ALTERED: _("{file}: not handed over: its copy in the queue is no longer the "
+                          "file that was verified (changed on disk); delete it from the list "
+                          "and import the update again"),
         Result.NOT_WAITING: _("{file}: not waiting any more"),
     }
     if args.json:
@@ -624,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from daemon.platform.commands import register as register_platform_commands
     from daemon.send.commands import register as register_send_commands
+    from daemon.setup.commands import register as register_setup_commands
     from daemon.support.commands import register as register_support_commands
     from daemon.web.commands import register as register_web_commands
 
@@ -631,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_send_commands(command)
     register_platform_commands(command)
     register_support_commands(command)
+    register_setup_commands(command)
 
     p = command("demo", cmd_demo, _("show the whole flow in a temporary folder"))
     p.add_argument("--keep", action="store_true", help=_("keep the temporary folder"))
@@ -666,6 +680,9 @@ def _open_context(argv: Sequence[str]) -> Context:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].lower().endswith(".passeur"):
+        # A double-clicked invitation, handed over by a file manager as the only argument.
+        argv = ["setup", "--gui", argv[0]]
     ctx = _open_context(argv)
     args = build_parser().parse_args(argv)
     if args.command in ("queue", "trust", "dossier") and args.action is None:

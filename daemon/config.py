@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,8 @@ from daemon.naming import DOSSIER_RE
 APP_NAME = "passeur"
 HOME_ENV = "PASSEUR_HOME"
 NOTIFICATION_EVENTS = ("received", "rejected", "restart_required", "sent", "offline")
+# The tray backends `[tray] backend` may name (tray/backend.py chooses when "auto").
+TRAY_BACKENDS = ("auto", "appindicator", "gtk", "xorg")
 
 T = TypeVar("T")
 
@@ -182,6 +185,10 @@ class Config:
     )
     send: SendConfig = SendConfig()
     email: EmailConfig = EmailConfig()
+    tray_backend: str = "auto"  # [tray] backend: auto, appindicator, gtk or xorg
+    # What the user should know about the file without it being refused (an unknown key,
+    # an encoding other than UTF-8), one sentence each.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def dossier(self, number: str) -> DossierConfig | None:
         """Return the configured dossier with this number, if any."""
@@ -196,15 +203,60 @@ def load_config(path: Path) -> Config:
     """Read and validate the config file; a missing file gives the defaults."""
     if not path.exists():
         return Config(path=path, watched_folders=_default_watched_folders())
+    text, notes = read_config_text(path)
+    config = parse_config(path, text)
+    return replace(config, notes=notes + config.notes) if notes else config
+
+
+def read_config_text(path: Path) -> tuple[str, tuple[str, ...]]:
+    """Return the config file's text, whatever editor saved it, and a note when it was not
+    UTF-8; raise ConfigError for a folder or a file that cannot be read."""
+    if path.is_dir():
+        raise ConfigError(path, None, _(
+            "this is a folder, where passeur expects its settings file: rename or remove "
+            "the folder"))
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(path, None, str(exc.strerror or exc)) from None
+    return decode_config_bytes(path, raw)
+
+
+# Windows Notepad saves "Unicode" as UTF-16 with a byte order mark, and "ANSI" as the
+# Windows-1252 code page on French systems.
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def decode_config_bytes(path: Path, raw: bytes) -> tuple[str, tuple[str, ...]]:
+    """Decode a config file's bytes: UTF-8 (with or without BOM), UTF-16 with a BOM, or
+    Windows-1252 (with a note: the next change by passeur saves it in UTF-8)."""
+    unknown = ConfigError(path, None, _(
+        "this file is not in a known text encoding: save it as UTF-8 in your text editor"))
+    if raw.startswith(_UTF16_BOMS):
+        try:
+            return raw.decode("utf-16"), ()
+        except UnicodeDecodeError:
+            raise unknown from None
+    try:
+        return raw.decode("utf-8-sig"), ()
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        raise unknown from None
+    return text, (_("{path}: the file is not saved in UTF-8; it was read as Windows "
+                    "text (ANSI), and passeur will save it in UTF-8").format(path=path),)
+
+
+def parse_config(path: Path, text: str) -> Config:
+    """Validate the text of a config file; errors name `path` (never a temporary file)."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             path, None, _("this is not valid TOML ({error})").format(error=exc)
         ) from None
-    except OSError as exc:
-        raise ConfigError(path, None, str(exc.strerror)) from None
     return _Validator(path, data).config()
 
 
@@ -276,7 +328,39 @@ class _Validator:
             notifications=self.notifications(),
             send=self.send(),
             email=self.email(),
+            tray_backend=self.tray_backend(),
+            notes=tuple(self.unknown_keys()),
         )
+
+    def unknown_keys(self) -> list[str]:
+        """Name each key or table the file has and passeur does not know, with the nearest
+        known one: a typo must not pass silently, nor stop everything."""
+        notes: list[str] = []
+        self._unknown_in(self.data, "", notes)
+        return notes
+
+    def _unknown_in(self, table: dict[str, Any], prefix: str, notes: list[str]) -> None:
+        known = KNOWN_KEYS.get(prefix.rstrip("."))
+        if known is None:
+            return
+        for name, value in table.items():
+            key = prefix + name
+            if name not in known:
+                notes.append(_unknown_key_note(self.path, key, prefix, known))
+            elif isinstance(value, dict):
+                self._unknown_in(value, key + ".", notes)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict):
+                        self._unknown_in(item, key + ".", notes)
+
+    def tray_backend(self) -> str:
+        table = self.table("tray")
+        backend = self.value(table, "tray.backend", "backend", str, "auto")
+        if backend not in TRAY_BACKENDS:
+            raise self.fail("tray.backend", _("expected one of: {names}").format(
+                names=", ".join(TRAY_BACKENDS)))
+        return backend
 
     def app(self) -> AppConfig:
         app = self.table("app")
@@ -396,8 +480,42 @@ class _Validator:
         return text
 
 
+# Every key passeur reads, by table ("" is the top level; an array of tables by its name).
+# [notifications] is checked by its own validation.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("language", "app", "dossiers", "trusted_keys", "sources", "notifications", "send",
+         "email", "tray", "restart"),
+    "tray": ("backend",),
+    "restart": ("remind_after_minutes", "close_timeout_seconds"),  # read by daemon.restart
+    "app": ("name", "process_names", "command", "inbox"),
+    "dossiers": ("number", "name", "folder"),
+    "trusted_keys": ("public_key", "label"),
+    "sources": ("web", "removable", "folders"),
+    "sources.web": ("url", "poll_minutes", "ca_bundle"),
+    "sources.removable": ("enabled",),
+    "sources.folders": ("enabled", "watch"),
+    "send": ("max_kbps", "email_max_mb", "objectives", "folder"),
+    "email": ("smtp_host", "smtp_port", "security", "user", "from", "accountant",
+              "timeout_s", "ca_bundle"),
+}
+
+
+def _unknown_key_note(path: Path, key: str, prefix: str, known: tuple[str, ...]) -> str:
+    name = key[len(prefix):]
+    nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if nearest:
+        return _("{path}: {key} is not a known key: did you mean {nearest}?").format(
+            path=path, key=key, nearest=prefix + nearest[0])
+    return _("{path}: {key} is not a known key; it is ignored").format(path=path, key=key)
+
+
 # A deliberately plain check: one @, no spaces or angle brackets; the server has the last word.
 _EMAIL_RE = re.compile(r"[^@\s<>\\\"]+@[^@\s<>\\\"]+\.[^@\s<>\\\".]+")
+
+
+def is_email_address(text: str) -> bool:
+    """Tell whether `text` looks like an e-mail address (the same check as the config's)."""
+    return bool(_EMAIL_RE.fullmatch(text))
 
 
 _KIND_WORDS: dict[type, Callable[[], str]] = {

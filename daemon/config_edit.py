@@ -4,54 +4,93 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import tomlkit
 from tomlkit.items import AoT, Table
 
-from daemon.config import Config, load_config
+from daemon.config import Config, load_config, parse_config, read_config_text
 from daemon.fsutil import atomic_write_bytes
+from daemon.i18n import _
 from daemon.keys import PublicKey
 
-TEMPLATE = """\
-# passeur configuration (see the README for every key).
 
-# language = "fr"   # "fr" or "en"; by default, French unless the system asks for English
-
-[app]
-name = "Isacompta"
-# process_names = ["isacompta"]
-# command = ["isacompta"]
-# inbox = "~/Isacompta/echanges"
-
-[sources.web]
-# url = "https://echanges.cabinet.example/"
-poll_minutes = 15
-
-[sources.removable]
-enabled = true
-
-[notifications]
-received = true
-rejected = true
-restart_required = true
-sent = true
-offline = true
-"""
+def template() -> str:
+    """Return the commented config file written at first use, in the active language:
+    every table is there, so that a hand edit only fills in values."""
+    lines = [
+        "# " + _("passeur settings. Lines starting with # are comments."),
+        "# " + _("Settings (in the passeur menu) changes this file for you; passeur reads "
+                 "it again as soon as it is saved."),
+        "",
+        "# " + _('Language of passeur: "fr" or "en" (by default, the system\'s).'),
+        '# language = "fr"',
+        "",
+        "[app]",
+        "# " + _("The accounting application passeur hands the updates to."),
+        'name = "Isacompta"',
+        "# " + _("Its program names, to know whether it is open:"),
+        '# process_names = ["isacompta"]',
+        "# " + _("The command that starts it again after a restart:"),
+        '# command = ["isacompta"]',
+        "# " + _("The folder it integrates updates from:"),
+        '# inbox = "~/Isacompta/echanges"',
+        "",
+        "# " + _("One [[dossiers]] table per dossier kept on this computer:"),
+        "# [[dossiers]]",
+        '# number = "8502182"',
+        '# name = "GAEC LE GUYON"',
+        '# folder = "~/Isacompta/dossiers/8502182"',
+        "",
+        "# " + _("One [[trusted_keys]] table per key of the accountant's firm (its "
+                 "invitation file fills it in):"),
+        "# [[trusted_keys]]",
+        '# public_key = "ed25519:…"',
+        '# label = "Cabinet Dupont"',
+        "",
+        "[sources.web]",
+        "# " + _("The accountant's web server, looked at every poll_minutes minutes:"),
+        '# url = "https://echanges.cabinet.example/passeur/"',
+        "poll_minutes = 15",
+        "",
+        "[sources.removable]",
+        "# " + _("USB keys: updates found on a key plugged in are received."),
+        "enabled = true",
+        "",
+        "[sources.folders]",
+        "# " + _("Watched folders (by default, the Downloads folder):"),
+        "enabled = true",
+        '# watch = ["~/Téléchargements"]',
+        "",
+        "[email]",
+        "# " + _("Sending the dossier by e-mail (the password is kept in the system "
+                 "keyring):"),
+        '# smtp_host = "smtp.example.fr"',
+        '# security = "starttls"',
+        '# user = "gaec@example.fr"',
+        '# from = "gaec@example.fr"',
+        '# accountant = "comptable@cabinet.example"',
+        "",
+        "[notifications]",
+        "# " + _("Which events show a notification:"),
+        "received = true",
+        "rejected = true",
+        "restart_required = true",
+        "sent = true",
+        "offline = true",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], object]) -> Config:
-    text = path.read_text("utf-8") if path.exists() else TEMPLATE
+    text = read_config_text(path)[0] if path.exists() else template()
     document = tomlkit.parse(text)
     change(document)
     new_text = tomlkit.dumps(document)
-    # Validate before replacing so that a CLI command can never leave a broken config.
-    staged = path.with_name(path.name + ".check")
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    staged.write_text(new_text, "utf-8")
-    try:
-        load_config(staged)
-    finally:
-        staged.unlink()
+    # Validate before replacing so that a CLI command can never leave a broken config;
+    # the text is checked in memory, so an error names the user's file.
+    parse_config(path, new_text)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     atomic_write_bytes(path, new_text.encode("utf-8"))
     return load_config(path)
 
@@ -85,7 +124,11 @@ def ensure_config(path: Path) -> Config:
 
 
 def add_dossier(path: Path, number: str, name: str, folder: str = "") -> Config:
-    """Add (or update) a dossier."""
+    """Add a dossier, or rename an existing one (its folder stays unless a new one is
+    given)."""
+    previous = load_config(path).dossier(number) if path.exists() else None
+    if not folder and previous is not None and previous.folder is not None:
+        folder = str(previous.folder)
 
     def change(document: tomlkit.TOMLDocument) -> None:
         _remove_where(document, "dossiers", "number", number)
@@ -139,19 +182,29 @@ def remove_trusted_key(path: Path, key_id: str) -> bool:
 
 # A value of None leaves a key as it is; an empty one ("", 0, []) removes it (the default
 # then applies).
-TableValue = str | int | Sequence[str] | None
+TableValue = bool | str | int | Sequence[str] | None
+
+
+def _table_at(document: tomlkit.TOMLDocument, name: str) -> Table:
+    """Return the table `name` ("sources.web"), created (as [a.b]) when missing."""
+    where: Any = document
+    for part in name.split("."):
+        if part not in where:
+            where.append(part, tomlkit.table(is_super_table="." not in name or None))
+        where = where[part]
+    assert isinstance(where, Table)
+    return where
 
 
 def _set_table(document: tomlkit.TOMLDocument, name: str,
                values: Mapping[str, TableValue]) -> None:
-    if name not in document:
-        document.append(name, tomlkit.table())
-    table = document[name]
-    assert isinstance(table, Table)
+    table = _table_at(document, name)
     for key, value in values.items():
         if value is None:
             continue
-        if value in ("", 0) or (not isinstance(value, str | int) and not value):
+        if isinstance(value, bool):
+            table[key] = value
+        elif value in ("", 0) or (not isinstance(value, str | int) and not value):
             table.pop(key, None)
         elif isinstance(value, str | int):
             table[key] = value
@@ -180,3 +233,58 @@ def set_email(path: Path, *, smtp_host: str | None = None, smtp_port: int | None
         "from": sender, "accountant": accountant, "timeout_s": timeout_s,
         "ca_bundle": ca_bundle}
     return _edit(path, lambda document: _set_table(document, "email", values))
+
+
+def set_web(path: Path, *, url: str | None = None, poll_minutes: int | None = None,
+            ca_bundle: str | None = None) -> Config:
+    """Set keys of `[sources.web]` (None: unchanged; empty: back to the default)."""
+    values: dict[str, TableValue] = {"url": url, "poll_minutes": poll_minutes,
+                                     "ca_bundle": ca_bundle}
+    return _edit(path, lambda document: _set_table(document, "sources.web", values))
+
+
+def set_app(path: Path, *, name: str | None = None,
+            process_names: Sequence[str] | None = None, command: Sequence[str] | None = None,
+            inbox: str | None = None) -> Config:
+    """Set keys of `[app]`, the accounting application (None: unchanged)."""
+    values: dict[str, TableValue] = {"name": name, "process_names": process_names,
+                                     "command": command, "inbox": inbox}
+    return _edit(path, lambda document: _set_table(document, "app", values))
+
+
+def set_sources(path: Path, *, removable: bool | None = None,
+                folders_enabled: bool | None = None,
+                watch: Sequence[str] | None = None) -> Config:
+    """Turn USB keys and watched folders on or off, and set the watched folders.
+
+    An empty `watch` list is written as it is (no folder), unlike the other setters: the
+    default (Downloads) applies only when the key is absent.
+    """
+
+    def change(document: tomlkit.TOMLDocument) -> None:
+        if removable is not None:
+            _set_table(document, "sources.removable", {"enabled": removable})
+        folders = _table_at(document, "sources.folders")
+        if folders_enabled is not None:
+            folders["enabled"] = folders_enabled
+        if watch is not None:
+            folders["watch"] = list(watch)
+
+    return _edit(path, change)
+
+
+def set_notifications(path: Path, choices: Mapping[str, bool]) -> Config:
+    """Say which events show a notification."""
+    return _edit(path, lambda document: _set_table(document, "notifications", dict(choices)))
+
+
+def set_language(path: Path, language: str) -> Config:
+    """Set the language ("fr", "en"; "": the system's)."""
+
+    def change(document: tomlkit.TOMLDocument) -> None:
+        if language:
+            document["language"] = language
+        else:
+            document.pop("language", None)
+
+    return _edit(path, change)

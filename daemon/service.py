@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from daemon import events as ev
 from daemon.context import Context
 from daemon.core import Core
+from daemon.errors import ConfigError
 from daemon.i18n import _
 from daemon.sources import Source
 
 if TYPE_CHECKING:
     from daemon.clock import ClockWatch
     from daemon.control.server import ControlServer
+    from daemon.setup.watch import ConfigWatch
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +46,26 @@ class Service:
     the network's return.
     """
 
-    def __init__(self, ctx: Context, core: Core, clocks: ClockWatch | None = None) -> None:
+    def __init__(self, ctx: Context, core: Core, clocks: ClockWatch | None = None,
+                 source_factory: Callable[[Context], list[Source]] | None = None) -> None:
         self.ctx = ctx
         self._clocks = clocks
         self.core = core
-        self.sources = core.sources
+        # Builds the sources again when the config changes; None: the sources were given
+        # (tests, the demo) and stay as they are.
+        self.source_factory = source_factory
+        self._built = list(core.sources) if source_factory is not None else []
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.control: ControlServer | None = None
+        self._config_watch: ConfigWatch | None = None
+        self._config_refused: str | None = None  # the last refusal said, said only once
         core.on_timers_changed = self.wake.set
+
+    @property
+    def sources(self) -> list[Source]:
+        """Return the running sources (a new list after a change of the config)."""
+        return self.core.sources
 
     def run(self) -> None:
         """Run until `stop()` is called (from a signal handler or another thread).
@@ -83,6 +97,7 @@ class Service:
                 source.pause()
             source.start()
         self.control = self._open_control_channel()
+        self._watch_config()
         bus.publish(ev.ServiceStarted())
         bus.publish(ev.QueueChanged(self.ctx.queue.count_pending()))
         self._check_start_at_login()
@@ -92,6 +107,8 @@ class Service:
             while not self.stopping.is_set():
                 # The queue is read after an event or while the application's closing is
                 # watched, never for the minute's look at the clocks alone.
+                if self._config_watch is not None and self._config_watch.changed():
+                    self.apply_config()
                 if woken or self.core.held:
                     self.follow_restart()
                 self.core.pause_state()  # lifts a timed pause that is over
@@ -100,11 +117,64 @@ class Service:
                 self.wake.clear()
         finally:
             bus.publish(ev.ServiceStopping())
+            if self._config_watch is not None:
+                self._config_watch.stop()
             if self.control is not None:
                 self.control.close()
             for source in reversed(self.sources):
                 source.stop()
             bus.close()
+
+    def _watch_config(self) -> None:
+        from daemon.setup.watch import ConfigWatch
+
+        for note in self.ctx.config.notes:
+            log.warning("%s", note)
+        self._config_watch = ConfigWatch(self.ctx.config_path, self.wake.set)
+        self._config_watch.start()
+
+    def apply_config(self) -> bool:
+        """Read the changed config file and run with it: the sources it asks for are built
+        again. A file that does not load leaves the last good configuration running, and
+        is reported once (log and notification) with the key that is wrong. Return whether
+        the new configuration was taken."""
+        from daemon.config import load_config
+
+        try:
+            config = load_config(self.ctx.config_path)
+        except ConfigError as exc:
+            message = exc.message()
+            if message != self._config_refused:
+                self._config_refused = message
+                log.warning(_("The settings file was changed but cannot be used; passeur "
+                              "goes on with the previous settings: {reason}").format(
+                                  reason=message))
+                self.ctx.bus.publish(ev.SourceFailed("config", "config-invalid", message))
+            return False
+        self._config_refused = None
+        if config == self.ctx.config:
+            return False
+        for note in config.notes:
+            log.warning("%s", note)
+        self.ctx.reload_config()
+        if self.source_factory is not None:
+            self._replace_sources(self.source_factory(self.ctx))
+        log.info(_("The settings were read again and apply now"))
+        self.wake.set()
+        return True
+
+    def _replace_sources(self, sources: list[Source]) -> None:
+        # Sources added to the service by hand (not the factory's) go on as they are.
+        others = [s for s in self.core.sources if not any(s is b for b in self._built)]
+        for source in reversed(self._built):
+            source.stop()
+        paused = self.core.pause_state().paused
+        for source in sources:
+            if paused:
+                source.pause()
+            source.start()
+        self._built = sources
+        self.core.sources = [*sources, *others]
 
     def _open_control_channel(self) -> ControlServer | None:
         from daemon.control.server import ControlServer
@@ -197,4 +267,4 @@ def build_service(ctx: Context, sources: list[Source] | None = None) -> Service:
 
     ctx.bus.subscribe("log", log_event)
     core = Core(ctx, build_sources(ctx) if sources is None else sources)
-    return Service(ctx, core)
+    return Service(ctx, core, source_factory=build_sources if sources is None else None)

@@ -1,0 +1,73 @@
+"""Changes take effect at once: with `passeur run` going, a dossier added from the CLI is
+polled without a restart, and a broken hand edit keeps the last good configuration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import Home
+from tests.services import _STARTED, log_text, served_home, stop, wait_for
+
+OTHER = "9100001"
+
+
+def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the real `passeur` command."""
+    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], env=env, text=True,
+                          input=stdin, capture_output=True, timeout=60, check=False)
+
+
+def start(env: dict[str, str], home: Home) -> subprocess.Popen[str]:
+    """Start `passeur run --headless` and wait until it says it started."""
+    service = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--headless"],
+                               env=env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    _STARTED.append(service)
+    assert wait_for(lambda: "passeur démarré" in log_text(home)), log_text(home)
+    return service
+
+
+def test_a_dossier_added_from_the_cli_is_polled_without_a_restart(tmp_path: Path,
+                                                                  home: Home) -> None:
+    with served_home(home, tmp_path) as (server, env, key_file):
+        server.add_user(OTHER, "gaec", "secret")
+        update = home.update(1, dossier=OTHER)
+        published = run(env, "publish", "--repo", str(server.repo), "--key", str(key_file),
+                        str(update))
+        assert published.returncode == 0, published.stderr
+        service = start(env, home)
+        login = run(env, "login", OTHER, "--user", "gaec", "--password-stdin", "--no-check",
+                    stdin="secret\n")
+        assert login.returncode == 0, login.stderr
+        assert run(env, "dossier", "add", OTHER, "EARL DES PRÉS").returncode == 0
+        queued = wait_for(lambda: update.name in run(env, "queue").stdout, 30)
+        code, err = stop(service)
+        assert queued, err
+        assert code == 0, err
+        assert "Les réglages ont été relus et s'appliquent dès maintenant" in err
+
+
+def test_a_broken_hand_edit_keeps_the_previous_config_and_is_reported_once(
+        tmp_path: Path, home: Home) -> None:
+    drop = tmp_path / "Téléchargements"
+    drop.mkdir()
+    config = home.root / "config.toml"
+    good = config.read_text("utf-8").replace("watch = []", f'watch = ["{drop}"]')
+    config.write_text(good, "utf-8")
+    service = start(home.env, home)
+    broken = good.replace("[sources.folders]", '[sources.web]\npoll_minutes = "often"\n\n'
+                          "[sources.folders]")
+    config.write_text(broken, "utf-8")
+    assert wait_for(lambda: "sources.web.poll_minutes" in log_text(home), 15), log_text(home)
+    config.write_text(broken + "\n", "utf-8")  # saved again, still broken: not said again
+    # The previous configuration goes on: its watched folder still takes an update.
+    update = home.update(1, out=drop)
+    assert wait_for(lambda: f"{update.name} reçu et mis en attente" in log_text(home), 30), \
+        log_text(home)
+    config.write_text(good + "\n# fixed\n", "utf-8")
+    code, err = stop(service)
+    assert code == 0, err
+    assert err.count("passeur continue avec les réglages précédents") == 1, err
+    assert "clé « sources.web.poll_minutes » : un nombre entier attendu" in err
