@@ -21,8 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from daemon import config_edit, i18n, platform
 from daemon import events as ev
+from daemon import i18n, platform
 from daemon.config import Config
 from daemon.context import Context
 from daemon.core import ReceivingPaused
@@ -40,10 +40,23 @@ from daemon.restart import (
     seconds_until_reminder,
 )
 from daemon.service import Service
-from tray.backend import TrayIcon, backend_name, load_pystray, wait_for_x11_tray
+from tray.backend import (
+    TrayIcon,
+    backend_name,
+    choose_backend,
+    load_pystray,
+    wait_for_x11_tray,
+)
 from tray.icon import draw_icon
 from tray.menu import Action, Entry, build_menu, flatten, primary_action
-from tray.notices import Notice, NoticePolicy, etalon_message
+from tray.notices import (
+    Notice,
+    NoticePolicy,
+    etalon_message,
+    first_run_notice,
+    nothing_new_notice,
+    receive_failed_notice,
+)
 from tray.notifier import LogNotifier, Notifier, choose_notifier
 from tray.state import (
     ConfigChecked,
@@ -123,6 +136,8 @@ class TrayFrontEnd:
         self._ready = threading.Event()
         self._service_thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._send_cancel: threading.Event | None = None  # the tray's send under way
+        self._last_sent = ""  # the file of the last send, whose report a click opens
         ctx.bus.subscribe("tray", self.on_event)
 
     # ------------------------------------------------------------ lifecycle
@@ -154,16 +169,34 @@ class TrayFrontEnd:
 
     def make_icon(self) -> TrayIcon:
         """Create the icon (raises when no tray can show it)."""
-        pystray = load_pystray()
+        pystray = self._load_backend()
         if backend_name(pystray) == "xorg":
             wait_for_x11_tray()
         with self._lock:
             state = self.state
         icon = TrayIcon(pystray, functools.partial(draw_icon, state.status, state.badge),
                         tooltip(state, self.app_name), self.perform, self.default_action)
-        log.info("tray icon: pystray %s backend (menu: %s, default action: %s)", icon.backend,
-                 icon.has_menu, icon.has_default_action)
+        log.info("tray icon: pystray %s backend (menu: %s, default action: %s, "
+                 "notifications: %s)", icon.backend, icon.has_menu, icon.has_default_action,
+                 icon.capabilities.notification)
         return icon
+
+    def _load_backend(self) -> Any:
+        """Import pystray with the best backend here; one named in the configuration that
+        cannot work falls back to passeur's own choice."""
+        wanted = self.ctx.config.tray_backend
+        choice = choose_backend(wanted)
+        log.info("tray backend: %s (%s)", choice.backend or "pystray's own", choice.reason)
+        try:
+            return load_pystray(choice.backend)
+        except Exception as exc:  # a missing library, no display…
+            if wanted == "auto":
+                raise
+            log.warning("the tray backend %s of the configuration cannot be used (%s): "
+                        "passeur chooses one itself", wanted, exc)
+        choice = choose_backend("auto")
+        log.info("tray backend: %s (%s)", choice.backend or "pystray's own", choice.reason)
+        return load_pystray(choice.backend)
 
     def run_icon(self, icon: TrayIcon) -> None:
         """Show the icon and run its loop on this (main) thread until the service stops."""
@@ -181,8 +214,8 @@ class TrayFrontEnd:
             self._shown = None
         self.render()
         if not self.state.configured:
-            self.say(_("passeur is not configured yet: open Settings to add your dossier and "
-                       "your accountant's key."), Action.SETTINGS)
+            self._tell(first_run_notice())
+            self._in_background("settings", self._settings)  # first run: the wizard
         if self.service.stopping.is_set():  # a stop that came while the icon was starting
             self._stop_icon()
 
@@ -236,6 +269,9 @@ class TrayFrontEnd:
         if isinstance(event, ev.UpdateQueued) and event.etalon:
             with self._lock:
                 self._etalons.add(event.name)
+        if isinstance(event, ev.SendFinished | ev.SendFailed | ev.ReceiptReceived) and \
+                event.name:
+            self._last_sent = event.name
         notice = self.policy.decide(event, paused=self.state.paused)
         if notice is not None and not self._said_by_restart_notice(event):
             self.notify(notice)
@@ -338,8 +374,9 @@ class TrayFrontEnd:
             Action.OPEN_QUEUE: self._open_queue,
             Action.RESTART_APP: self._prompt_restart,
             Action.RESTART_NOW: self._restart_from_notification,
-            Action.SEND_DOSSIER: lambda: log.info("sending dossier %s is not available yet",
-                                                  arg),
+            Action.SEND_DOSSIER: lambda: self._send_wizard(arg),
+            Action.CANCEL_SEND: self._cancel_send,
+            Action.OPEN_REPORT: self._open_report,
             Action.IMPORT_FILE: self._import_files,
             Action.PAUSE_HOUR: lambda: self.core.pause(PAUSE_HOUR_S),
             Action.PAUSE_UNTIL_RESUMED: lambda: self.core.pause(None),
@@ -380,9 +417,12 @@ class TrayFrontEnd:
         with self._lock:
             state = self.state
         entries = flatten(build_menu(state, self.app_name, self.dossiers))
+        icon = self.icon
         answer = self._ask("choices", {
             "status": tooltip(state, self.app_name),
             "entries": [_entry_json(entry) for entry in entries],
+            # Where the icon is, so that the choices open next to it, like a menu.
+            "anchor": icon.screen_area() if icon is not None else None,
         })
         if answer and answer.get("action"):
             self.perform(Action(answer["action"]), str(answer.get("arg", "")))
@@ -414,10 +454,33 @@ class TrayFrontEnd:
             self.say(_("No source of updates is configured yet: add the accountant's web "
                        "address in Settings, or import a file."), Action.SETTINGS)
             return
+        from daemon.web.poller import WebPoller
+
         try:
-            self.core.receive_now()
+            if not any(isinstance(source, WebPoller) for source in self.core.sources):
+                self.core.receive_now()
+                self.say(_("USB keys and watched folders are being looked at again"), None)
+                return
+            report = self.core.receive()  # waits for the accountant's site
         except ReceivingPaused:
             self.say(_("Receiving is paused: resume it to look for updates."), Action.RESUME)
+            return
+        # Updates found are announced by the batch's own notification; else say what the
+        # look found, never nothing.
+        if report.queued or report.rejected:
+            return
+        if report.failures:
+            self._tell(receive_failed_notice([f.message() for f in report.failures]))
+        else:
+            self._tell(nothing_new_notice())
+
+    def _tell(self, notice: Notice) -> None:
+        """Show a notice; without a notification server, in a window (as `say` does)."""
+        if isinstance(self.notifier, LogNotifier):
+            self.say(notice.message, notice.target)
+        else:
+            log.info("%s", notice.message.replace("\n", " "))
+            self.notify(notice)
 
     def _open_queue(self) -> None:
         lines = self.ctx.queue.listing()
@@ -457,6 +520,55 @@ class TrayFrontEnd:
             self.say(ngettext("This file was already received", "These files were already "
                               "received", len(results)), None)
 
+    # ------------------------------------------------------------ sending
+
+    def _send_wizard(self, dossier: str) -> None:
+        """*Envoyer le dossier*: the wizard, then the send on a worker thread."""
+        from daemon.send.base import SendError
+
+        try:
+            options = self.core.send_options(dossier)
+        except SendError as error:
+            self.say(error.text)
+            return
+        answer = self._ask("send", {"options": options.to_json(),
+                                    "data_folder": str(self.ctx.paths.data),
+                                    "help": str(_sending_help())})
+        request = (answer or {}).get("request")
+        if isinstance(request, dict):
+            self._in_background("sending", lambda: self._send(request))
+
+    def _send(self, request_json: dict[str, Any]) -> None:
+        """Send through the core; the bus tells the icon, the notices and the journal.
+
+        A web send cut by the line resumes by itself (Core.send with `resume`)."""
+        from daemon.send.base import SendError
+        from daemon.send.sender import SendRequest
+
+        cancel = threading.Event()
+        self._send_cancel = cancel
+        self.render()
+        try:
+            self.core.send(SendRequest.from_json(request_json), cancel, resume=True)
+        except SendError as error:
+            log.info("send of dossier %s: %s", request_json.get("dossier"), error.code)
+        finally:
+            self._send_cancel = None
+            self.render()
+
+    def _cancel_send(self) -> None:
+        """*Annuler l'envoi*: the send stops and leaves nothing behind."""
+        cancel = self._send_cancel
+        if cancel is not None:
+            cancel.set()
+
+    def _open_report(self) -> None:
+        """A click on the end-of-send notification: the report (*rapport*) page."""
+        name = self._last_sent
+        path = self.core.sender().report_path(name) if name else None
+        if path is None or not path.is_file() or not platform.open_with_system(path):
+            self._journal()
+
     def _journal(self) -> None:
         with self._lock:
             problems = [f"{clock(p.at)}  {p.message}" for p in reversed(self.state.problems)]
@@ -466,15 +578,14 @@ class TrayFrontEnd:
         self._ask("journal", {"problems": problems, "lines": lines})
 
     def _settings(self) -> None:
-        path = self.ctx.config_path
-        try:
-            config_edit.ensure_config(path)
-        except (OSError, ConfigError) as exc:
-            log.warning("cannot create %s: %s", path, exc)
-        if not platform.open_with_system(path):
-            self._ask("message", {"title": _("Settings"), "message": _(
-                "The settings are in this file; open it with a text editor:\n{path}").format(
-                    path=path)})
+        """*Paramètres*: the settings window (the set-up wizard while « à configurer »);
+        the service applies what it saves by itself."""
+        from daemon.setup.plan import window_data
+
+        kind = "settings" if self.state.configured else "setup"
+        answer = self._ask(kind, window_data(self.ctx.paths))
+        if answer and answer.get("saved"):
+            self._check_config()
 
     # ------------------------------------------------------------ the restart prompt
 
@@ -594,6 +705,13 @@ def _timer(seconds: float, action: Callable[[], None]) -> threading.Timer:
     timer.daemon = True
     timer.start()
     return timer
+
+
+def _sending_help() -> Path:
+    """Return the documentation of sending (Aide in the wizard)."""
+    from tray.ui import PROJECT_ROOT
+
+    return PROJECT_ROOT / "docs" / "sending.md"
 
 
 def _downloads() -> Path:

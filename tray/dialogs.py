@@ -6,7 +6,8 @@ because pystray owns the main thread (and on macOS Tk must own it too), because 
 window can then never block the icon or the service, and because the always-on process
 never loads Tk: its memory stays small. See tray/ui.py for the calling side.
 
-Kinds: choices, queue, journal, restart, confirm, import, message.
+Kinds: choices, queue, journal, restart, confirm, import, message, send (the sending
+wizard, tray/send_wizard.py). Every window has the look of tray/look.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from daemon import i18n
 from daemon.i18n import _
+from tray import look
 
 Answer = dict[str, Any] | None
 CHECKED, UNCHECKED = "☑", "☐"
@@ -31,6 +33,7 @@ class Dialog:
 
     def __init__(self, title: str) -> None:
         self.root = tk.Tk(className="passeur")
+        look.apply(self.root)
         self.root.title(title)
         self.answer: Answer = None
         self.initial_focus: tk.Widget | None = None
@@ -90,7 +93,7 @@ def press_on_return(button: ttk.Button) -> None:
 
 def message_label(parent: tk.Misc, text: str, width: int = 440) -> ttk.Label:
     """Return a wrapped label."""
-    return ttk.Label(parent, text=text, wraplength=width, justify="left")
+    return ttk.Label(parent, text=text, wraplength=look.px(parent, width), justify="left")
 
 
 # ---------------------------------------------------------------- choices (no tray menu)
@@ -121,6 +124,35 @@ def choices(data: dict[str, Any]) -> Answer:
     # The most useful choice now has the focus: Return takes it.
     dialog.initial_focus = focus or (enabled[0] if enabled else None)
     _arrow_keys(dialog.root, enabled)
+    root = dialog.root
+    anchor = data.get("anchor")
+    if anchor:
+        # Like a menu: next to the icon (below a top panel, above a bottom one), placed
+        # once the window is shown (Dialog.run centres it first).
+        def place() -> None:
+            root.update_idletasks()
+            width, height = root.winfo_reqwidth(), root.winfo_reqheight()
+            x, y, icon_width, icon_height = (int(v) for v in anchor)
+            screen_w, screen_h = root.winfo_screenwidth(), root.winfo_screenheight()
+            left = min(max(0, x + icon_width - width), max(0, screen_w - width))
+            top = y + icon_height if y < screen_h // 2 else y - height
+            root.geometry(f"+{left}+{max(0, min(top, screen_h - height))}")
+
+        root.after(0, place)  # a timer: Dialog.run's update_idletasks runs idle calls
+    armed: list[bool] = []
+
+    def focus_out() -> None:
+        # Closed by a click elsewhere, as a menu is: the keyboard left every one of its
+        # widgets (only once it had it: it comes a moment after the window).
+        try:
+            elsewhere = root.focus_get() is None
+        except (KeyError, tk.TclError):  # the focus is in another program's window
+            elsewhere = True
+        if armed and elsewhere:
+            dialog.cancel()
+
+    root.bind("<FocusIn>", lambda _event: armed.append(True), add="+")
+    root.bind("<FocusOut>", lambda _event: root.after(100, focus_out), add="+")
     return dialog.run()
 
 
@@ -165,15 +197,15 @@ class QueueDialog(Dialog):
 
     def _table(self) -> ttk.Treeview:
         columns = ("name", "created", "process", "delete")
-        ttk.Style(self.root).configure("Treeview", rowheight=24)
         tree = ttk.Treeview(self.frame, columns=columns, show="headings", selectmode="browse",
                             height=min(10, max(3, len(self.items))))
         headings = (_("File name"), _("Creation date"), _("Traiter"), _("Supprimer"))
         widths = (250, 170, 80, 90)
         for column, heading, width in zip(columns, headings, widths, strict=True):
             tree.heading(column, text=heading)
-            tree.column(column, width=width, anchor="w" if column in ("name", "created")
-                        else "center", stretch=column == "name")
+            tree.column(column, width=look.px(self.root, width),
+                        anchor="w" if column in ("name", "created") else "center",
+                        stretch=column == "name")
         tree.tag_configure("etalon", foreground="#b5400a")
         for key, item in self.items.items():
             tree.insert("", "end", iid=key, values=self._values(key),
@@ -317,12 +349,20 @@ def message(data: dict[str, Any]) -> Answer:
 def import_files(data: dict[str, Any]) -> Answer:
     """*Importer un fichier…*: choose exchange files."""
     root = tk.Tk(className="passeur")
+    look.apply(root)
     root.withdraw()
     paths = filedialog.askopenfilenames(
-        parent=root, title=_("Import a file"), initialdir=data.get("folder") or None,
+        parent=root, title=_("Import a file"), initialdir=look.initial_folder(data.get("folder")),
         filetypes=[(_("Exchange files"), "*.wwz *.WWZ"), (_("All files"), "*")])
     root.destroy()
     return {"paths": list(paths)} if paths else None
+
+
+def send_wizard(data: dict[str, Any]) -> Answer:
+    """*Échanges prestataires – Envoyer* (a module of its own: the largest window)."""
+    from tray.send_wizard import run_wizard
+
+    return run_wizard(data)
 
 
 KINDS: dict[str, Callable[[dict[str, Any]], Answer]] = {
@@ -333,6 +373,11 @@ KINDS: dict[str, Callable[[dict[str, Any]], Answer]] = {
     "confirm": confirm,
     "message": message,
     "import": import_files,
+    "send": send_wizard,
+    # tray.settings_window builds on this module: imported when its window opens.
+    "setup": lambda data: __import__("tray.settings_window", fromlist=["setup"]).setup(data),
+    "settings": lambda data: __import__("tray.settings_window",
+                                        fromlist=["settings"]).settings(data),
 }
 
 

@@ -47,6 +47,27 @@ class Notice:
     status: Status | None = None  # whose icon the notification shows
 
 
+def first_run_notice() -> Notice:
+    """Return the notice shown when passeur starts unconfigured (with the gear picture)."""
+    return Notice("outcome", "passeur", _(
+        "passeur is not configured yet: open Settings to add your dossier and your "
+        "accountant's key."), Action.SETTINGS, status=Status.TO_CONFIGURE)
+
+
+def nothing_new_notice() -> Notice:
+    """Return the calm answer to *Recevoir maintenant* when the accountant had nothing new."""
+    return Notice("outcome", "passeur", _("Nothing new from your accountant"),
+                  status=Status.UP_TO_DATE)
+
+
+def receive_failed_notice(reasons: list[str]) -> Notice:
+    """Return the answer to *Recevoir maintenant* when the accountant's site could not be
+    read (the reasons are already in plain words)."""
+    return Notice("outcome", "passeur", _(
+        "The accountant's site could not be checked: {reasons}").format(
+            reasons="; ".join(reasons)), Action.JOURNAL, status=Status.ERROR)
+
+
 class NoticePolicy:
     """Turns events into at most one notice each, remembering what was already said."""
 
@@ -88,11 +109,39 @@ class NoticePolicy:
                     self._failures.add((source, code))
                     return Notice("problem", _("passeur needs your attention"), message,
                                   Action.JOURNAL, status=Status.ERROR)
-            case ev.SendFinished(dossier=dossier, ok=ok, message=message):
-                text = (_("Dossier {number} was sent to the accountant") if ok
-                        else _("Dossier {number} could not be sent: {reason}"))
-                return Notice("sent", "passeur", text.format(number=dossier, reason=message),
-                              Action.JOURNAL, status=Status.UP_TO_DATE if ok else Status.ERROR)
+            case ev.SendFinished() | ev.SendFailed() | ev.ReceiptReceived():
+                return self._send_notice(event)
+        return None
+
+    def _send_notice(self, event: ev.Event) -> Notice | None:
+        """The one notification at the end of a send; a receipt only when asked for."""
+        match event:
+            case ev.SendFinished(dossier=dossier, ok=False, message=message):
+                # Older producers said a failure this way (SendFailed exists since).
+                return Notice("sent", "passeur", _(
+                    "Dossier {number} could not be sent: {reason}").format(
+                        number=dossier, reason=message), Action.JOURNAL, status=Status.ERROR)
+            case ev.SendFinished(dossier=dossier, channel="folder", message=message):
+                return Notice("sent", _("Dossier {number} sent").format(number=dossier),
+                              message, Action.OPEN_REPORT, status=Status.UP_TO_DATE)
+            case ev.SendFinished(dossier=dossier):
+                return Notice("sent", "passeur", _(
+                    "Dossier {number} was sent to the accountant").format(number=dossier),
+                    Action.OPEN_REPORT, status=Status.UP_TO_DATE)
+            case ev.SendFailed(dossier=dossier, code="cancelled"):
+                return Notice("sent", "passeur", _(
+                    "The send of dossier {number} was cancelled: nothing was sent.").format(
+                        number=dossier), Action.JOURNAL)
+            case ev.SendFailed(dossier=dossier, message=message):
+                return Notice("sent", _("Dossier {number} not sent").format(number=dossier),
+                              message, Action.JOURNAL, status=Status.ERROR)
+            case ev.ReceiptReceived(dossier=dossier, name=name) if self.preferences.get(
+                    "receipt", False):
+                # Calm by default: the journal and the report say it; a notification
+                # only for a user who asked for one (`receipt = true`).
+                return Notice("receipt", "passeur", _(
+                    "Received by your accountant: {file} (dossier {number})").format(
+                        file=name, number=dossier), Action.OPEN_REPORT)
         return None
 
     def _batch(self, event: ev.BatchFinished) -> Notice | None:
