@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.helpers import Home
+from daemon.context import Context
+from daemon.keys import SigningKey
+from daemon.web.publish import Repository
+from tests.helpers import DOSSIER, Home, make_home
+from tests.services import served_home
+from tests.test_tray_desktop import configure_app, kill_scripts, start_app, unique_app
 from tests.xsession import (
     PANEL_HEIGHT,
     ROOT,
@@ -45,10 +51,12 @@ def sni() -> Iterator[SniSession]:
         yield session
 
 
-def start_sni_tray(session: SniSession, home: Path, drop: Path) -> subprocess.Popen[str]:
+def start_sni_tray(session: SniSession, home: Path, drop: Path,
+                   extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start the tests' launcher; wait until its item is registered with the panel."""
     drop.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(launcher_argv(home, drop), env=tray_env(session.env, home),
+    env = tray_env(session.env, home) | (extra_env or {})
+    process = subprocess.Popen(launcher_argv(home, drop), env=env,
                                cwd=ROOT, text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
     if not wait_for(lambda: shown(session) or process.poll() is not None, 30):
@@ -235,12 +243,113 @@ def test_without_a_menu_the_choices_open_next_to_the_icon_like_a_menu(
             x11.screenshot(shots / "x11-01-choices-next-to-the-icon.png")
             assert top >= y + height - 2, "below the top panel's icon"
             assert left <= x + width <= left + w + 2, "lined up with the icon"
-            # Escape closes it, as a menu. (A click elsewhere closes it through the focus
-            # leaving, which needs a window manager: this desktop has none.)
+            # Escape closes it, as a menu.
             x11.keys(window, "Escape")
             assert wait_for(lambda: x11.visible_window("passeur") is None, 10)
+            # So does a click elsewhere, though this desktop has no window manager to
+            # move the focus; nothing is chosen.
+            x11.click(x + width // 2, y + height // 2)
+            window = x11.wait_window("passeur")
+            left, top, w, h = x11.geometry(window)
+            x11.click(left + w // 2, top + h + 200)
+            assert wait_for(lambda: x11.visible_window("passeur") is None, 10)
+            # A click inside (on the status line) leaves it open: Return then takes the
+            # choice with the focus, Recevoir maintenant, which looks at the drop folder.
+            update = home.update()
+            shutil.copy(update, tmp_path / "drop" / update.name)
+            x11.click(x + width // 2, y + height // 2)
+            window = x11.wait_window("passeur")
+            left, top, w, _h = x11.geometry(window)
+            x11.click(left + w // 2, top + 16)
+            x11.keys(window, "Return")
+            queue = Context(home.root).queue
+            assert wait_for(lambda: queue.count_pending() == 1, 10)
             assert tray.poll() is None
         finally:
             code, err = stop_tray(tray)
             print(err)
         assert code == 0, err
+
+
+NOTHING_NEW = "Rien de nouveau chez votre comptable"
+
+
+def receive_now(session: SniSession, seen: set[object]) -> list[dict[str, object]]:
+    """Click *Recevoir maintenant* in the SNI menu; return the notifications it brought."""
+    item = session.sni_item()
+    assert item is not None
+    session.activate(item, entry(session.menu(item), "Recevoir maintenant"))
+    assert wait_for(lambda: session.notifications_shown() >= 1, 20), "no notification"
+    # Anything else it would say comes at once with the first one: give it a moment.
+    wait_for(lambda: session.notifications_shown() >= 2, 1)
+    return session.notifications_since(seen)
+
+
+def bodies(notifications: list[dict[str, object]]) -> list[str]:
+    """Return the notifications' texts."""
+    return [str(n.get("body", "")) for n in notifications]
+
+
+def test_receive_now_says_what_the_accountants_site_had(
+    sni: SniSession, home: Home, tmp_path: Path
+) -> None:
+    with served_home(home, tmp_path / "web") as (server, env, _key):
+        Repository(server.repo, home.key).refresh(DOSSIER)  # a signed, empty index
+        extra = {key: env[key] for key in ("PYTHON_KEYRING_BACKEND", "XDG_DATA_HOME")}
+        tray = start_sni_tray(sni, home.root, tmp_path / "drop", extra)
+        try:
+            seen = sni.notification_ids()
+            shown = receive_now(sni, seen)
+            assert bodies(shown) == [NOTHING_NEW], shown
+            assert str(shown[0]["icon_path"]).endswith(f"{Status.UP_TO_DATE.value}.png")
+
+            # An update published: the usual notification, and no « rien de nouveau ».
+            Repository(server.repo, home.key).publish(home.update())
+            seen = sni.notification_ids()
+            shown = receive_now(sni, seen)
+            assert len(shown) == 1, shown
+            assert NOTHING_NEW not in bodies(shown), shown
+            assert "1 mise à jour reçue pour le dossier" in bodies(shown)[0], shown
+
+            # The site unreachable: a notice that says so, in French, and nothing new.
+            server.stop()
+            seen = sni.notification_ids()
+            shown = receive_now(sni, seen)
+            assert len(shown) == 1, shown
+            assert bodies(shown)[0].startswith(
+                "Le site de votre comptable n’a pas pu être consulté : "), shown
+            assert tray.poll() is None
+        finally:
+            code, err = stop_tray(tray)
+            print(err)
+        assert code == 0, err
+
+
+def test_when_a_restart_is_due_the_menu_offers_it_first(
+    sni: SniSession, signing_key: SigningKey, tmp_path: Path
+) -> None:
+    home = make_home(tmp_path / "home", signing_key)
+    script = unique_app(tmp_path, "standin_app.py")
+    argv = [sys.executable, str(script), str(home.inbox), str(tmp_path / "taken")]
+    configure_app(home, script, argv, close_timeout=10)
+    app = start_app(argv)
+    tray = start_sni_tray(sni, home.root, tmp_path / "drop")
+    try:
+        drop(tmp_path / "drop", home.update(1, etalon=True))
+        prompt = sni.wait_window("Relancer Isacompta")
+        sni.keys(prompt, "Escape")  # Plus tard
+        assert wait_for(lambda: sni.visible_window("Relancer Isacompta") is None, 10)
+        item = sni.sni_item()
+        assert item is not None
+        menu = sni.menu(item)
+        assert labels(menu)[:2] == ["Relancer Isacompta…", "-"], labels(menu)
+        assert "Mises à jour à intégrer (1)…" in labels(menu)
+        # The entry asks again, as the icon's click would.
+        sni.activate(item, entry(menu, "Relancer Isacompta…"))
+        sni.keys(sni.wait_window("Relancer Isacompta"), "Escape")
+        assert app.poll() is None, "nothing is closed before the user says so"
+    finally:
+        code, err = stop_tray(tray)
+        print(err)
+        kill_scripts(script)
+    assert code == 0, err

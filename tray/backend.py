@@ -26,6 +26,8 @@ Quirks handled here:
   size it draws and a change is one name switch (no flicker). The status text goes in
   the title and the icon's accessible description (SNI has no tooltip in
   libappindicator). When the panel restarts, libappindicator registers the icon again.
+- gtk names the icon's window after the program (GLib's prgname, the starting script's
+  name by default): `_name_the_program` names it "passeur" before GTK starts;
 - xorg has no menu (`HAS_MENU` false): the default action opens the choices dialog;
 - xorg drops transparency (black corners): the icon is flattened on a neutral grey;
 - xorg cannot dock when no system tray runs yet: we wait for one, then give up; a tray
@@ -218,6 +220,8 @@ def load_pystray(backend: str = "") -> Any:
         return pystray
     if backend not in LINUX_BACKENDS:
         raise ImportError(f"unknown tray backend {backend!r}")
+    if backend == "gtk":
+        _name_the_program()
     # pystray chooses its backend when first imported: name ours for that import only.
     saved = os.environ.get("PYSTRAY_BACKEND")
     os.environ["PYSTRAY_BACKEND"] = backend
@@ -231,6 +235,17 @@ def load_pystray(backend: str = "") -> Any:
         else:
             os.environ["PYSTRAY_BACKEND"] = saved
     return SimpleNamespace(Icon=module.Icon, Menu=pystray.Menu, MenuItem=pystray.MenuItem)
+
+
+def _name_the_program() -> None:
+    """Name the program "passeur" for GTK before GTK starts: its icon's window is then of
+    class passeur (not the launcher script's name) for trays and window rules."""
+    try:
+        from gi.repository import GLib
+    except ImportError:
+        return  # pystray's import will say what is missing
+    if GLib.get_prgname() in (None, "", os.path.basename(sys.argv[0])):
+        GLib.set_prgname("passeur")
 
 
 def capabilities(pystray: Any) -> Capabilities:

@@ -1,7 +1,11 @@
 """The tray menu as plain data, computed from the state by a pure function.
 
-A thin adapter (tray/backend.py) renders it with pystray where the backend has menus;
-the choices dialog shows the same entries where it has none (plain X11).
+Every command of the tray is here: receiving, the queue, the restart prompt, sending the
+dossier (the wizard, or *Annuler l'envoi* while a send goes on), importing, pausing, the
+journal, the settings. A thin adapter (tray/backend.py) renders it with pystray where the
+backend has menus, with the most useful entry first where it has no default action
+(AppIndicator); the choices dialog shows the same entries where it has no menu (plain
+X11, pystray's xorg backend).
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ centres on Windows and macOS) and tells us when the user clicks a notification o
 its buttons; it runs on a private asyncio loop in one thread that sleeps between
 notifications. plyer can only show them, so with it a click on the tray icon opens what
 the last notification was about (see tray/app.py).
+
+At login the notification server may come after passeur, or crash as it starts: plyer
+then shows the notices only until the server answers; desktop-notifier is asked again at
+each later notice (`Reconnecting`), so that clicks are reported again from then on.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -28,6 +33,9 @@ OnAction = Callable[[Action], None]
 IconFor = Callable[[Status | None], Path | None]  # the picture file for a notification
 # How long to wait for the notification server to answer before falling back.
 CONNECT_TIMEOUT_S = 5.0
+# After a failed try, how long the fallback waits before asking desktop-notifier again
+# (at the next notice): a burst of notices does not wait for the bus each time.
+RETRY_AFTER_S = 2.0
 
 
 class Notifier(Protocol):
@@ -143,23 +151,77 @@ class LogNotifier:
         """Nothing to release."""
 
 
+class Reconnecting:
+    """plyer while no notification server answers desktop-notifier; desktop-notifier again
+    (clicks reported) from the first later notice that finds one."""
+
+    name = "plyer"
+    reports_clicks = False
+
+    def __init__(self, app_name: str, icon_for: IconFor, fallback: PlyerNotifier) -> None:
+        self.app_name = app_name
+        self.icon_for = icon_for
+        self.fallback = fallback
+        self._desktop: DesktopNotifier | None = None
+        self._lock = threading.Lock()
+        self._next_try = 0.0  # the first notice asks at once
+
+    def show(self, notice: Notice, on_action: OnAction) -> None:
+        """Show the notice with desktop-notifier if a server answers now, else with plyer."""
+        with self._lock:
+            desktop = self._desktop or self._try_desktop()
+        if desktop is not None:
+            desktop.show(notice, on_action)
+        else:
+            self.fallback.show(notice, on_action)
+
+    def _try_desktop(self) -> DesktopNotifier | None:
+        if time.monotonic() < self._next_try:
+            return None
+        self._next_try = time.monotonic() + RETRY_AFTER_S
+        desktop = connect_desktop(self.app_name, self.icon_for)
+        if desktop is not None:
+            log.info("notifications: desktop-notifier (a notification server answers now)")
+            self._desktop = desktop
+            self.name, self.reports_clicks = desktop.name, desktop.reports_clicks
+        return desktop
+
+    def close(self) -> None:
+        """Release what the notifier in use holds."""
+        with self._lock:
+            if self._desktop is not None:
+                self._desktop.close()
+        self.fallback.close()
+
+
+def connect_desktop(app_name: str, icon_for: IconFor) -> DesktopNotifier | None:
+    """Return desktop-notifier when a notification server answers it, else None."""
+    desktop = DesktopNotifier(app_name, icon_for)
+    try:
+        desktop.check()
+    except Exception as exc:  # no session bus, no server, a timeout…
+        desktop.close()
+        log.info("no notification server answers (%s)", exc or type(exc).__name__)
+        return None
+    return desktop
+
+
 def choose_notifier(app_name: str, icon_for: IconFor) -> Notifier:
     """Return the best notifier this session offers, saying which one in the log."""
     try:
-        desktop = DesktopNotifier(app_name, icon_for)
+        desktop = connect_desktop(app_name, icon_for)
     except ImportError as exc:
         log.info("desktop-notifier is not installed (%s): notification clicks will not be "
                  "reported", exc)
+        installed = False
     else:
-        try:
-            desktop.check()
-        except Exception as exc:  # no session bus, no server, a timeout…
-            desktop.close()
-            log.info("no notification server answers (%s)", exc or type(exc).__name__)
-        else:
+        if desktop is not None:
             return desktop
+        installed = True
     try:
-        return PlyerNotifier(app_name, icon_for)
+        fallback = PlyerNotifier(app_name, icon_for)
     except ImportError as exc:
         log.info("plyer is not installed (%s): notifications go to the log", exc)
-    return LogNotifier()
+        return LogNotifier()
+    # A server that comes later (or starts again after a crash) is used when it answers.
+    return Reconnecting(app_name, icon_for, fallback) if installed else fallback
