@@ -115,6 +115,67 @@ def test_what_stands_in_the_way_of_terminer() -> None:
     assert folder.targets()[-1].path == "/tmp/ailleurs"
 
 
+def test_a_disabled_destination_says_what_to_do_in_the_window_the_cli_keeps_its_words(
+        tmp_path: Path, signing_key: SigningKey) -> None:
+    from daemon import i18n
+    from daemon.bus import EventBus
+    from daemon.send.base import SendError
+    from daemon.send.sender import Sender, SendRequest
+
+    i18n.setup("en")  # the words checked below (the French ones say « Paramètres »)
+    home = english_home(tmp_path, signing_key)
+    ctx = home.context()
+    sender = Sender(ctx.config, ctx.paths, ctx.queue, EventBus())
+    reasons = sender.options(DOSSIER).unavailable
+    assert set(reasons) == {"web", "email"}
+    for reason in reasons.values():
+        assert "Settings" in reason, reason
+        assert not any(word in reason for word in ("--to", "passeur ", "[")), reason
+    # The same refusal, from the command line, still names the flag and the key.
+    with pytest.raises(SendError) as refused:
+        sender.send(SendRequest(DOSSIER, Channel.WEB))
+    assert "--to folder" in refused.value.text
+    assert "[sources.web] url" in refused.value.text
+
+
+def test_the_receipt_notifies_only_when_the_config_asks(tmp_path: Path) -> None:
+    from daemon.config import load_config
+    from daemon.events import ReceiptReceived
+    from tray.notices import NoticePolicy
+
+    receipt = ReceiptReceived(DOSSIER, f"{DOSSIER}-20260301101500.wvz", "ab" * 32,
+                              "2026-03-02T09:30:00+00:00")
+    config = tmp_path / "config.toml"
+    config.write_text("[notifications]\nsent = true\n")
+    calm = load_config(config).notifications
+    assert calm["receipt"] is False
+    assert NoticePolicy(calm).decide(receipt) is None
+    config.write_text("[notifications]\nreceipt = true\n")
+    asked = load_config(config).notifications
+    assert asked["receipt"] is True
+    assert asked["sent"] is True
+    notice = NoticePolicy(asked).decide(receipt)
+    assert notice is not None
+    # French by default (tests/conftest.py): the report's own words.
+    assert notice.message.startswith("Reçu par votre comptable le 02/03/2026")
+    assert receipt.name in notice.message
+
+
+def test_the_first_pause_after_a_cut_is_a_send_setting(tmp_path: Path) -> None:
+    from daemon.config import load_config
+    from daemon.errors import ConfigError
+
+    config = tmp_path / "config.toml"
+    assert load_config(config).send.retry_seconds == 30
+    config.write_text("[send]\nretry_seconds = 1\n")
+    loaded = load_config(config)
+    assert loaded.send.retry_seconds == 1
+    assert loaded.notes == ()
+    config.write_text("[send]\nretry_seconds = 0\n")
+    with pytest.raises(ConfigError):
+        load_config(config)
+
+
 # ---------------------------------------------------------------- the real tray
 
 
@@ -174,10 +235,26 @@ def fat_key(tmp_path: Path) -> Iterator[Path]:
         shutil.rmtree(point, ignore_errors=True)
 
 
+def stand_in_opener(folder: Path) -> tuple[dict[str, str], Path]:
+    """Return an environment whose `xdg-open` only writes down what it was asked to open
+    (the platform layer opens files with it), and the file it writes to."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = folder / "opened.txt"
+    opener = folder / "xdg-open"
+    opener.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{record}"\nexit 0\n')
+    opener.chmod(0o755)
+    return {"PATH": f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"}, record
+
+
+def opened(record: Path) -> list[str]:
+    return record.read_text().splitlines() if record.exists() else []
+
+
 def test_send_onto_the_fat_key_cancel_at_each_page_and_back_keeps_the_comments(
         x11: XSession, tmp_path: Path, signing_key: SigningKey, fat_key: Path) -> None:
     home = english_home(tmp_path, signing_key)
-    tray = start_tray(x11, home.root, tmp_path / "drop")
+    opener_env, record = stand_in_opener(tmp_path / "opener")
+    tray = start_tray(x11, home.root, tmp_path / "drop", opener_env)
     try:
         seen = x11.notification_ids()
         # Annuler on the first page, then on the second: nothing is sent.
@@ -209,6 +286,13 @@ def test_send_onto_the_fat_key_cancel_at_each_page_and_back_keeps_the_comments(
         assert sent["channel"] == "folder"
         assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
         shot(x11, "en-notification-key")
+        # A click on it (dunst's default action) opens the send's report page.
+        assert opened(record) == []
+        assert x11.dunstctl("action", "0").returncode == 0
+        assert wait_for(lambda: opened(record), 10), x11.log("dunst")
+        report = home.root / "data" / "reports" / (Path(str(sent["name"])).stem + ".html")
+        assert opened(record) == [str(report)]
+        assert str(sent["name"]) in report.read_text("utf-8")
         [notice] = x11.notifications_since(seen)
         assert "You can remove" in str(notice["body"]) or "remove the key" in str(
             notice["body"]).lower(), notice
@@ -273,8 +357,11 @@ def test_nothing_is_packed_while_the_application_runs(x11: XSession, tmp_path: P
         assert x11.visible_window(WIZARD) is not None
         assert os.listdir(out) == []
         assert not list((home.root / "data" / "send").glob("staging/*"))
-        app.terminate()
-        app.wait(10)
+        # *Fermer Isacompta*, just before the first destination in the Tab order.
+        x11.keys(wizard, "alt+Left", "shift+Tab")
+        shot(x11, "en-close-focused")
+        x11.keys(wizard, "Return")
+        assert app.wait(15) == 0  # asked to close as a user would: it ended by itself
         # The window sees it closed (the service is asked every 2 s), then Terminer works.
         def finished() -> bool:
             x11.keys(wizard, "ctrl+Return")
@@ -321,6 +408,7 @@ def test_a_web_send_cut_in_the_middle_resumes_by_itself_with_one_notification(
     try:
         configure_web(home, server.base_url)
         config_edit.set_send(home.root / "config.toml", max_kbps=4000)
+        retry_after_one_second(home)
         login = subprocess.run([sys.executable, "-m", "daemon.cli", "login", DOSSIER, "--user",
                                 user, "--password-stdin", "--no-check"], input=password + "\n",
                                text=True, env={**home.env, **keyrings}, capture_output=True,
@@ -355,6 +443,79 @@ def test_a_web_send_cut_in_the_middle_resumes_by_itself_with_one_notification(
         assert sha256_file(inbox / str(sent["name"])) == sent["sha256"]
     finally:
         server.stop()
+
+
+def retry_after_one_second(home: Home) -> None:
+    """`[send] retry_seconds = 1`: a cut send tries again after a second, not 30."""
+    config = home.root / "config.toml"
+    text = config.read_text()
+    assert "[send]\n" in text
+    config.write_text(text.replace("[send]\n", "[send]\nretry_seconds = 1\n", 1))
+
+
+def web_home(tmp_path: Path, signing_key: SigningKey, max_kbps: int) -> tuple[
+        Home, object, dict[str, str]]:
+    """Return a home set up for the web against a started nginx, and the keyring's env."""
+    from daemon.web.publish import Repository
+    from tests.faultserver import configure_web, keyring_env
+    from tests.nginx import Nginx
+
+    home = english_home(tmp_path, signing_key)
+    user, password = "gaec-le-guyon", "mot de passe"
+    server = Nginx(tmp_path / "nginx")
+    server.add_user(DOSSIER, user, password)
+    Repository(server.repo, home.key).refresh(DOSSIER)
+    server.start()
+    keyrings = keyring_env(tmp_path / "xdg")
+    configure_web(home, server.base_url)
+    config_edit.set_send(home.root / "config.toml", max_kbps=max_kbps)
+    retry_after_one_second(home)
+    login = subprocess.run([sys.executable, "-m", "daemon.cli", "login", DOSSIER, "--user",
+                            user, "--password-stdin", "--no-check"], input=password + "\n",
+                           text=True, env={**home.env, **keyrings}, capture_output=True,
+                           check=False)
+    assert login.returncode == 0, login.stderr
+    return home, server, keyrings
+
+
+def test_annuler_l_envoi_from_the_choices_window_stops_a_web_send_calmly(
+        x11: XSession, tmp_path: Path, signing_key: SigningKey) -> None:
+    from daemon.web.collect import collect
+
+    home, server, keyrings = web_home(tmp_path, signing_key, max_kbps=16)
+    (tmp_path / "dossier" / "scans.pdf").write_bytes(os.urandom(2 << 20))  # minutes at 16 kB/s
+    try:
+        tray = start_tray(x11, home.root, tmp_path / "drop", keyrings)
+        try:
+            seen = x11.notification_ids()
+            wizard = open_wizard(x11)
+            x11.keys(wizard, "Return", "ctrl+Return")
+            assert gone(x11, WIZARD)
+            assert wait_for(lambda: f"Sending {DOSSIER}-" in _log(home), 30), _log(home)
+            # While sending, the dossier's entry is greyed: the next choice is the cancel.
+            icon = tray_icon(x11)
+            assert icon is not None
+            x, y, width, height = x11.geometry(icon)
+            x11.click(x + width // 2, y + height // 2)
+            choices = x11.wait_window("passeur")
+            shot(x11, "en-choices-while-sending")
+            x11.keys(choices, "Down", "Return")
+            assert wait_for(lambda: bool(history(home, "send_failed")), 30), _log(home)
+            [failed] = history(home, "send_failed")
+            assert failed["code"] == "cancelled"
+            assert history(home, "sent") == []
+            assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
+            shot(x11, "en-notification-cancelled")
+            new = x11.notifications_since(seen)
+            assert [str(n["body"]) for n in new] == [
+                f"The send of dossier {DOSSIER} was cancelled: nothing was sent."], new
+        finally:
+            code, err = stop_tray(tray)
+        assert code == 0, err
+        collected = collect(server.repo, tmp_path / "cabinet", home.key)  # type: ignore[attr-defined]
+        assert collected.outcomes == []
+    finally:
+        server.stop()  # type: ignore[attr-defined]
 
 
 def _log(home: Home) -> str:

@@ -101,6 +101,11 @@ def _theme(root: tk.Tk) -> None:
     # Disabled choices stay on the window's background, greyed only in their text.
     for widget in ("TRadiobutton", "TCheckbutton"):
         style.map(widget, background=[("disabled", BACKGROUND), ("active", BACKGROUND)])
+        # The theme draws its marks in fixed pixels: at 200 % they would be specks.
+        style.configure(widget, indicatorsize=px(root, 12),
+                        indicatormargin=(px(root, 1), px(root, 1), px(root, 5), px(root, 1)))
+    for widget in ("TCombobox", "TSpinbox", "Vertical.TScrollbar", "Horizontal.TScrollbar"):
+        style.configure(widget, arrowsize=px(root, 14))
     style.configure("Muted.TLabel", foreground=MUTED)
     style.configure("Title.TLabel", font="TkCaptionFont")
     style.configure("Warning.TLabel", foreground="#9c3d00")

@@ -17,6 +17,7 @@ from daemon import events as ev
 from daemon.errors import Rejected
 from daemon.i18n import _, ngettext
 from daemon.naming import parse_name
+from daemon.presentation import describe_receipt
 from tray.menu import Action
 from tray.state import Status
 
@@ -135,13 +136,12 @@ class NoticePolicy:
             case ev.SendFailed(dossier=dossier, message=message):
                 return Notice("sent", _("Dossier {number} not sent").format(number=dossier),
                               message, Action.JOURNAL, status=Status.ERROR)
-            case ev.ReceiptReceived(dossier=dossier, name=name) if self.preferences.get(
+            case ev.ReceiptReceived(name=name, received_at=when) if self.preferences.get(
                     "receipt", False):
                 # Calm by default: the journal and the report say it; a notification
-                # only for a user who asked for one (`receipt = true`).
-                return Notice("receipt", "passeur", _(
-                    "Received by your accountant: {file} (dossier {number})").format(
-                        file=name, number=dossier), Action.OPEN_REPORT)
+                # only for a user who asked for one (`[notifications] receipt = true`).
+                return Notice("receipt", "passeur", describe_receipt(name, when),
+                              Action.OPEN_REPORT)
         return None
 
     def _batch(self, event: ev.BatchFinished) -> Notice | None:

@@ -290,6 +290,10 @@ class SendWizard:
                                      pady=(12, 0))
         frame.columnconfigure(0, weight=1)
         frame.rowconfigure(1, weight=1)
+        # Enter presses the focused button, as Space does (the window's Enter is Suivant).
+        for button in (self.help_button, self.close_button, self.browse, self.email_offer_key,
+                       self.web_offer):
+            button.bind("<Return>", functools.partial(self._press, button))
         self.root.bind("<Return>", self._on_return)
         self.root.bind("<KP_Enter>", self._on_return)
         # As in a browser: Alt+Left goes back, Alt+Right forward.
@@ -325,7 +329,8 @@ class SendWizard:
             reason = self.model.why_not(channel)
             if reason:
                 ttk.Label(box, text=reason, style="Muted.TLabel", justify="left",
-                          wraplength=look.px(self.root, 480)).pack(anchor="w", padx=(22, 0))
+                          wraplength=look.px(self.root, 480)).pack(
+                    anchor="w", padx=(look.px(self.root, 22), 0))
         self.inform_box = ttk.Checkbutton(
             page, text=_("Send an information e-mail to the recipient"),
             variable=self.inform_var, command=self._changed)
@@ -346,8 +351,9 @@ class SendWizard:
         self.objective_box.bind("<<ComboboxSelected>>", lambda _e: self._changed())
         self.objective_box.bind("<KeyRelease>", lambda _e: self._changed())
         self.email_offer = ttk.Frame(page)
-        ttk.Button(self.email_offer, text=_("Send on the USB key instead"),
-                   command=lambda: self._switch(Channel.FOLDER)).pack(side="left")
+        self.email_offer_key = ttk.Button(self.email_offer, text=_("Send on the USB key instead"),
+                                          command=lambda: self._switch(Channel.FOLDER))
+        self.email_offer_key.pack(side="left")
         self.web_offer = ttk.Button(self.email_offer,
                                     text=_("Send through the accountant's site instead"),
                                     command=lambda: self._switch(Channel.WEB))
@@ -367,7 +373,8 @@ class SendWizard:
         page = ttk.Frame(parent)
         ttk.Label(page, text=_("Comments for your accountant (optional)")).pack(
             anchor="w", pady=(8, 2))
-        self.comments = tk.Text(page, height=8, width=60, wrap="word", undo=True,
+        # Narrower than the first page: it sets the window's width, the comments fill it.
+        self.comments = tk.Text(page, height=8, width=40, wrap="word", undo=True,
                                 font="TkTextFont", relief="solid", borderwidth=1)
         self.comments.pack(fill="both", expand=True)
         # Enter writes a new line here; Ctrl+Enter is Terminer.
@@ -435,7 +442,7 @@ class SendWizard:
                 "sends it.").format(app=self.options.app_name))
             self.app_banner.pack(fill="x", before=self.destination_box)
         else:
-            self.app_banner.pack_forget()
+            self._hide_banner()
         self.close_button.state(["disabled"] if self._closing_app else ["!disabled"])
         if model.email_too_large():
             self.email_offer.pack(anchor="w", pady=(8, 0))
@@ -443,7 +450,10 @@ class SendWizard:
         else:
             self.email_offer.pack_forget()
         blocker = model.blocker()
-        self.status.configure(text=blocker)
+        # The banner above already says to close the application (with its button):
+        # the bottom line repeats it only on the page where the banner is not.
+        on_banner_page = PAGES[model.page] == "destination"
+        self.status.configure(text="" if model.app_running and on_banner_page else blocker)
         self.back_button.state(["disabled"] if model.page == 0 else ["!disabled"])
         self.next_button.state(["disabled"] if model.last_page else ["!disabled"])
         self.finish_button.state(["disabled"] if blocker or not model.last_page
@@ -451,6 +461,16 @@ class SendWizard:
         default = self.finish_button if model.last_page else self.next_button
         for button in (self.next_button, self.finish_button):
             button.configure(default="active" if button is default else "normal")
+
+    def _hide_banner(self) -> None:
+        # A keyboard user who pressed *Fermer* must not be left without a focus when the
+        # button disappears with the banner: the first destination takes it.
+        focused: tk.Misc | None = None
+        with contextlib.suppress(KeyError):  # a Combobox's list has no Python widget
+            focused = self.root.focus_get()
+        self.app_banner.pack_forget()
+        if focused is self.close_button:
+            self._first_choice().focus_set()
 
     def _changed(self) -> None:
         model = self.model

@@ -68,11 +68,17 @@ class Sent:
 
 class SendError(Exception):
     """A send that cannot be done or did not complete; `code` is stable (docs/cli.md),
-    `text` is the user's sentence in the active language. Nothing is left half-written."""
+    `text` is the user's sentence in the active language. Nothing is left half-written.
 
-    def __init__(self, code: str, text: str) -> None:
+    `in_window` is the same sentence for the tray's windows when what to do differs there
+    (« à régler dans Paramètres » rather than a command or a configuration key); it is
+    written next to `text`, where the refusal is decided, and defaults to it.
+    """
+
+    def __init__(self, code: str, text: str, in_window: str = "") -> None:
         self.code = code
         self.text = text
+        self.in_window = in_window or text
         super().__init__(f"{code}: {text}")
 
     def message(self) -> str:

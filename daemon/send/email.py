@@ -251,12 +251,17 @@ class Mailer:
         if not self.settings.configured:
             raise SendError("email-not-configured", _(
                 "E-mail is not set up: give the server and your address in the configuration"
-                " ([email] smtp_host and from), see passeur config."))
+                " ([email] smtp_host and from), see passeur config."), _(
+                "E-mail is not set up yet: give the sending server and your address in"
+                " Settings ▸ E-mail."))
         if self.settings.user and not self.password():
             raise SendError("email-login-missing", _(
                 "No password is stored for the e-mail account {user} on {host}: store it"
                 " with passeur email login.").format(user=self.settings.user,
-                                                      host=self.settings.smtp_host))
+                                                      host=self.settings.smtp_host), _(
+                "No password is stored for the e-mail account {user} on {host}: give it in"
+                " Settings ▸ E-mail.").format(user=self.settings.user,
+                                               host=self.settings.smtp_host))
 
     def password(self) -> str | None:
         """Return the SMTP password from the keyring (None without a user or a password)."""
@@ -421,7 +426,9 @@ class EmailDestination:
         if not self.to:
             raise SendError("email-no-recipient", _(
                 "The accountant's e-mail address is not set: give it in the configuration"
-                " ([email] accountant)."))
+                " ([email] accountant)."), _(
+                "The accountant's e-mail address is not set: give it in Settings ▸"
+                " Accountant."))
         self._check_size(estimated_message_size(job_size))
 
     def _check_size(self, message_size: int) -> None:

@@ -236,12 +236,13 @@ class Sender:
                            self.config.send.email_max_mb * MB, unavailable, remembered)
 
     def unavailable(self, dossier: str, channel: Channel, folder: Path | None = None) -> str:
-        """Return why `channel` cannot take a send of `dossier` now ("" when it can): the
-        destination's own check before packing, so the wizard and a send say the same."""
+        """Return why `channel` cannot take a send of `dossier` now ("" when it can), in
+        the wizard's words: the destination's own check before packing, so the wizard and
+        a send refuse for the same reason."""
         try:
             self._destination(SendRequest(dossier, channel, folder)).check(0)
         except SendError as error:
-            return error.text
+            return error.in_window
         return ""
 
     # ------------------------------------------------------------ sending
@@ -408,15 +409,19 @@ class Sender:
         if not self.config.web.url:
             raise SendError("web-not-configured", _(
                 "The accountant's site is not set up ([sources.web] url in the configuration):"
-                " send on a USB key (--to folder) or by e-mail (--to email) instead."))
+                " send on a USB key (--to folder) or by e-mail (--to email) instead."), _(
+                "The accountant's site is not set up yet: give its address in Settings ▸"
+                " Accountant, or send on a USB key or by e-mail."))
         from daemon.send.identity import installation_key
         from daemon.send.web import WebDestination
+        from daemon.web.client import WebSettings
         from daemon.web.credentials import CredentialStore
 
         destination: Destination = WebDestination(
             self.config.web.url, self.credentials or CredentialStore(),
             installation_key(self.paths.data), self.root / "web",
-            ca_bundle=self.config.web.ca_bundle, max_kbps=self.config.send.max_kbps)
+            ca_bundle=self.config.web.ca_bundle, max_kbps=self.config.send.max_kbps,
+            settings=WebSettings(backoff_base=float(self.config.send.retry_seconds)))
         return destination
 
     # ------------------------------------------------------------ packing
