@@ -9,7 +9,14 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
-from daemon.config import Config, load_config, parse_config, read_config_text
+from daemon.config import (
+    NOTIFICATION_EVENTS,
+    Config,
+    load_config,
+    parse_config,
+    read_config_text,
+)
+from daemon.errors import N_
 from daemon.fsutil import atomic_write_bytes
 from daemon.i18n import _
 from daemon.keys import PublicKey
@@ -52,6 +59,9 @@ def template() -> str:
         "# " + _("The accountant's web server, looked at every poll_minutes minutes:"),
         '# url = "https://echanges.cabinet.example/passeur/"',
         "poll_minutes = 15",
+        "# " + _("Extra certificates of the server, if the accountant gives you a file (the "
+                 "connection is always verified):"),
+        '# ca_bundle = "~/cabinet-ca.pem"',
         "",
         "[sources.removable]",
         "# " + _("USB keys: updates found on a key plugged in are received."),
@@ -62,24 +72,64 @@ def template() -> str:
         "enabled = true",
         '# watch = ["~/Téléchargements"]',
         "",
+        "[send]",
+        "# " + _("Sending the dossier to the accountant: a cap on the web upload in "
+                 "kilobytes per second (0: none), the largest e-mail in MB, the exchange's "
+                 "objectives (the first is the default) and the default folder:"),
+        "# max_kbps = 0",
+        "# email_max_mb = 20",
+        '# objectives = ["Envoi pour révision", "Envoi pour bilan"]',
+        '# folder = "/media/cle"',
+        "",
         "[email]",
         "# " + _("Sending the dossier by e-mail (the password is kept in the system "
                  "keyring):"),
         '# smtp_host = "smtp.example.fr"',
+        "# smtp_port = 587",
         '# security = "starttls"',
         '# user = "gaec@example.fr"',
         '# from = "gaec@example.fr"',
         '# accountant = "comptable@cabinet.example"',
+        "# timeout_s = 60",
+        '# ca_bundle = ""',
         "",
         "[notifications]",
-        "# " + _("Which events show a notification:"),
-        "received = true",
-        "rejected = true",
-        "restart_required = true",
-        "sent = true",
-        "offline = true",
+        "# " + _("Which events show a notification (true: shown, false: not shown):"),
+        *_notification_lines(),
+        "",
+        "[restart]",
+        "# " + _("When an update needs the accounting application to be restarted, Later "
+                 "asks again after remind_after_minutes;"),
+        "# " + _("the application may take close_timeout_seconds to close:"),
+        "remind_after_minutes = 60",
+        "close_timeout_seconds = 60",
+        "",
+        "[tray]",
+        "# " + _('How the icon is shown next to the clock: "auto" lets passeur choose '
+                 '(on Linux also "appindicator", "gtk" or "xorg"):'),
+        'backend = "auto"',
     ]
     return "\n".join(lines) + "\n"
+
+
+# What each kind of notification is about: the settings window's words, and the
+# template's comments.
+NOTIFICATION_LABELS = {
+    "received": N_("An update was received"),
+    "rejected": N_("A file was refused"),
+    "restart_required": N_("The application must be restarted"),
+    "sent": N_("A dossier was sent"),
+    "offline": N_("The accountant's server cannot be reached"),
+}
+
+
+def _notification_lines() -> list[str]:
+    """Every kind of notification the config knows, each with what it is about."""
+    lines = []
+    for kind in NOTIFICATION_EVENTS:
+        words = NOTIFICATION_LABELS.get(kind)
+        lines.append(f"{kind} = true" + (f"  # {_(words)}" if words else ""))
+    return lines
 
 
 def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], object]) -> Config:

@@ -211,9 +211,22 @@ class ReceiptReceived(Event):
     received_at: str
 
 
+@dataclass(frozen=True)
+class ConfigApplied(Event):
+    """A changed config file was read and the service now runs with it.
+
+    `dossiers` holds (number, name) pairs; `configured` tells whether anything can be
+    received yet (a dossier and the accountant's key).
+    """
+
+    configured: bool
+    app_name: str
+    dossiers: tuple[tuple[str, str], ...] = ()
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ServiceStarted, ServiceStopping, PollStarted, PollFinished, UpdateFound,
     DownloadProgress, UpdateQueued, UpdateRejected, BatchFinished, SourceFailed, Offline,
     BackOnline, Delivered, RestartRequired, QueueChanged, PauseChanged, ShowRequested,
-    SendStarted, SendProgress, SendFinished, SendFailed, ReceiptReceived,
+    SendStarted, SendProgress, SendFinished, SendFailed, ReceiptReceived, ConfigApplied,
 )

@@ -17,6 +17,7 @@ from daemon.sources import Source
 
 if TYPE_CHECKING:
     from daemon.clock import ClockWatch
+    from daemon.config import Config
     from daemon.control.server import ControlServer
     from daemon.setup.watch import ConfigWatch
 
@@ -60,6 +61,9 @@ class Service:
         self.control: ControlServer | None = None
         self._config_watch: ConfigWatch | None = None
         self._config_refused: str | None = None  # the last refusal said, said only once
+        # What the sources were built from: a front end may have read the file into the
+        # context already, which must not hide the change from the service.
+        self._applied: Config | None = None
         core.on_timers_changed = self.wake.set
 
     @property
@@ -128,7 +132,8 @@ class Service:
     def _watch_config(self) -> None:
         from daemon.setup.watch import ConfigWatch
 
-        for note in self.ctx.config.notes:
+        self._applied = self.ctx.config
+        for note in self._applied.notes:
             log.warning("%s", note)
         self._config_watch = ConfigWatch(self.ctx.config_path, self.wake.set)
         self._config_watch.start()
@@ -151,17 +156,28 @@ class Service:
                                   reason=message))
                 self.ctx.bus.publish(ev.SourceFailed("config", "config-invalid", message))
             return False
-        self._config_refused = None
-        if config == self.ctx.config:
+        refused, self._config_refused = self._config_refused, None
+        if config == (self._applied or self.ctx.config):
+            if refused is not None:
+                self._announce_config(config)  # the bad edit was undone: its refusal ends
             return False
         for note in config.notes:
             log.warning("%s", note)
-        self.ctx.reload_config()
+        config = self._applied = self.ctx.reload_config()
         if self.source_factory is not None:
             self._replace_sources(self.source_factory(self.ctx))
         log.info(_("The settings were read again and apply now"))
+        self._announce_config(config)
         self.wake.set()
         return True
+
+    def _announce_config(self, config: Config) -> None:
+        # Once, after the sources were rebuilt: front ends follow the new names and
+        # dossiers (the tray's menu) without reading the file themselves.
+        self.ctx.bus.publish(ev.ConfigApplied(
+            configured=bool(config.dossiers and config.trusted_keys),
+            app_name=config.app.name,
+            dossiers=tuple((d.number, d.name) for d in config.dossiers)))
 
     def _replace_sources(self, sources: list[Source]) -> None:
         # Sources added to the service by hand (not the factory's) go on as they are.

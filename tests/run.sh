@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(nginx-light systemd desktop-file-utils dosfstools fusefat fuse3
     xvfb trayer xdotool imagemagick dunst dbus-daemon x11-utils fonts-dejavu-core libtk8.6
     lighttpd lighttpd-mod-webdav zip libglib2.0-bin shared-mime-info
-    xfce4-panel xfconf gir1.2-ayatanaappindicator3-0.1
+    xfce4-panel xfconf gir1.2-ayatanaappindicator3-0.1 gir1.2-gtk-3.0
     libgirepository1.0-dev libcairo2-dev pkg-config)
 
 missing=()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon import config_edit
-from daemon.config import load_config
+from daemon.config import KNOWN_KEYS, NOTIFICATION_EVENTS, load_config
 from daemon.errors import ConfigError
 from daemon.keys import SigningKey
 from tests.helpers import Home
@@ -23,10 +23,15 @@ def test_the_template_is_commented_in_french_and_has_every_table(tmp_path: Path)
     text = path.read_text("utf-8")
     assert "# Réglages de passeur." in text
     for table in ("[[dossiers]]", "[[trusted_keys]]", "[app]", "[sources.web]",
-                  "[sources.removable]", "[sources.folders]", "[email]", "[notifications]"):
+                  "[sources.removable]", "[sources.folders]", "[send]", "[email]",
+                  "[notifications]", "[restart]", "[tray]"):
         assert table in text, table
-    tomllib.loads(text)  # valid TOML as written
-    assert load_config(path).notes == ()
+    written = tomllib.loads(text)  # valid TOML as written
+    # Every table the config reads is there, every notification kind written out.
+    assert set(KNOWN_KEYS[""]) - {"language"} <= {*written, "dossiers", "trusted_keys"}
+    assert set(written["notifications"]) == set(NOTIFICATION_EVENTS)
+    config = load_config(path)
+    assert (config.notes, config.tray_backend) == ((), "auto")
 
 
 @pytest.mark.parametrize("encoded", [

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from daemon import config_edit
 from daemon.config import load_config
 from daemon.setup.invitation import make_invitation, write_invitation
 from daemon.web.credentials import CredentialStore
@@ -20,10 +21,11 @@ from daemon.web.publish import Repository
 from tests.faultserver import configure_web, file_keyring, keyring_env
 from tests.helpers import DOSSIER, DOSSIER_NAME, Home, make_home
 from tests.nginx import Nginx, TLSFiles, make_tls
-from tests.xsession import XSession, desktop
+from tests.smtpserver import smtp_server
+from tests.xsession import XSession, desktop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = Path("/tmp/shots/setup")
+SHOTS = Path("/tmp/shots/setup2")
 USER, PASSWORD = "gaec", "Mot-de-passe-5274"
 UNKNOWN = "9100001"  # an account on the server, but nothing published for it
 
@@ -188,6 +190,30 @@ def test_settings_change_the_poll_interval_and_a_watched_folder(
     assert [d.number for d in config.dossiers] == [DOSSIER]  # the rest is kept
 
 
+def test_the_test_message_goes_through_starttls_and_auth(session: XSession, tmp_path: Path,
+                                                        home: Home) -> None:
+    with smtp_server(tmp_path / "smtp", users={"ferme": "Secret-smtp-8841"}) as server:
+        config_edit.set_email(home.root / "config.toml", smtp_host=server.host,
+                              smtp_port=server.port, security="starttls", user="ferme",
+                              sender="ferme@example.org",
+                              ca_bundle=str(server.tls.ca_cert))
+        window = Window(session, keyring_env(tmp_path / "keyring"), "settings",
+                        window_data(home.root), "Paramètres — passeur")
+        window.keys("ctrl+Tab", "ctrl+Tab")  # Dossier, Comptable → E-mail
+        window.keys("alt+p")
+        window.type("Secret-smtp-8841")  # typed, not yet saved: the test uses it
+        window.keys("alt+e")
+        assert wait_for(lambda: server.received, 20), "no test message arrived"
+        window.shot("fr-settings-email-test-sent")
+        window.keys("Escape")
+        assert window.answer() == {"saved": False, "verdicts": []}
+        received = server.received
+        counters = server.counters
+    assert [r.recipients for r in received] == [("ferme@example.org",)]
+    assert (counters.starttls, counters.auth) == (1, 1)
+    assert "passeur" in str(received[0].message.get("Subject"))
+
+
 PAGES = ("dossier", "accountant", "email", "app", "sources", "notifications")
 
 
@@ -207,3 +233,28 @@ def test_every_page_pictured(session: XSession, tmp_path: Path, language: str,
     window.keys("Escape")
     assert window.answer() == {"saved": False, "verdicts": []}
     assert all(path.stat().st_size > 0 for path in shots)
+
+
+@pytest.mark.parametrize(("language", "scale"), [("fr", 1), ("en", 1), ("fr", 2), ("en", 2)])
+def test_every_page_of_the_first_run_wizard_pictured(session: XSession, tmp_path: Path,
+                                                     language: str, scale: int) -> None:
+    root, env = farmer_env(tmp_path)
+    title = "Configurer passeur" if language == "fr" else "Set up passeur"
+    # What the tray opens at first run (tray/app.py: daemon.setup.plan.window_data).
+    window = Window(session, env | {"GDK_SCALE": str(scale)}, "setup",
+                    window_data(root, language=language), title)
+    shots, sizes = [], []
+    for index, page in enumerate(PAGES):
+        time.sleep(0.3)  # the page is drawn
+        shots.append(window.shot(f"first-run-{language}-x{scale}-{index + 1}-{page}"))
+        sizes.append(session.geometry(window.id)[2:])
+        window.keys("ctrl+Tab")
+    window.keys("Escape")
+    assert window.answer() == {"saved": False, "verdicts": []}
+    width, height = sizes[0]
+    # The common look scales every window: twice as wide at GDK_SCALE=2 (the height is
+    # held to the 1024×768 virtual screen), and the pages share one size: none is cut by
+    # a window sized for another page.
+    assert width > 600 * scale, sizes
+    assert height > 400, sizes
+    assert len(set(sizes)) == 1, sizes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import importlib
 import json
 import logging
 import os
@@ -300,6 +301,92 @@ def desktop(dunst_rules: str = "") -> Iterator[XSession]:
     require_tools()
     folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
     session = XSession(folder, dunst_rules)
+    try:
+        session.start()
+        yield session
+    finally:
+        session.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# A session bus that starts nothing by itself: without the standard service folders, dunst
+# is not started when a program asks for the notification server (as on a desktop where
+# the server crashed at start, or is not there yet).
+BARE_BUS_CONF = """\
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@dataclass
+class LateNotificationsSession(XSession):
+    """A desktop whose notification server is missing at first: Xvfb, trayer and a bare
+    session bus; `start_dunst_now()` brings dunst later."""
+
+    def start(self) -> None:
+        """Start Xvfb, trayer and the bus, without dunst."""
+        self._start_xvfb()
+        self._spawn(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+                     "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
+                     "--transparent", "false", "--expand", "true"], "trayer.log")
+        assert wait_for(lambda: self.tray_window() is not None, 10), self.log("trayer.log")
+        conf = self.folder / "bus.conf"
+        conf.write_text(BARE_BUS_CONF, "utf-8")
+        address = self.folder / "bus-address"
+        self._spawn(["dbus-run-session", f"--config-file={conf}", "--", "sh", "-c",
+                     f'printf %s "$DBUS_SESSION_BUS_ADDRESS" > "{address}.tmp" && '
+                     f'mv "{address}.tmp" "{address}" && exec sleep infinity'], "bus.log")
+        assert wait_for(address.exists, 10), self.log("bus.log")
+        self.bus_address = address.read_text("utf-8")
+
+    def start_dunst_now(self) -> None:
+        """Start dunst on the session's bus; wait until it answers."""
+        rc = self.folder / "dunstrc"
+        rc.write_text(DUNSTRC + self.dunst_rules, "utf-8")
+        self._spawn(["dunst", "-config", str(rc)], "dunst.log")
+        assert wait_for(lambda: self.dunstctl("is-paused").returncode == 0, 10), \
+            self.log("dunst.log")
+
+
+@contextlib.contextmanager
+def desktop_without_notifications(pystray_backend: str = "xorg") -> Iterator[
+        LateNotificationsSession]:
+    """Yield a running desktop without a notification server yet, stopped afterwards."""
+    require_tools()
+    folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
+    session = LateNotificationsSession(folder, pystray_backend=pystray_backend)
+    try:
+        session.start()
+        yield session
+    finally:
+        session.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def gtk_desktop() -> Iterator[XSession]:
+    """Yield a trayer desktop where passeur chooses its backend itself (gtk, GTK being
+    installed), stopped afterwards."""
+    require_tools()
+    try:
+        # Imported by name: the module's typing stays with the SNI helpers' own import.
+        importlib.import_module("gi").require_version("Gtk", "3.0")
+    except ImportError:
+        pytest.fail("PyGObject is missing in the venv (pip install -e '.[test]')")
+    except ValueError:
+        pytest.fail("GTK's GObject typelib is missing: apt-get install -y gir1.2-gtk-3.0")
+    folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
+    session = XSession(folder, pystray_backend="")
     try:
         session.start()
         yield session

@@ -138,6 +138,9 @@ class TrayFrontEnd:
         self._failure: BaseException | None = None
         self._send_cancel: threading.Event | None = None  # the tray's send under way
         self._last_sent = ""  # the file of the last send, whose report a click opens
+        # *Recevoir maintenant* answers a failed look itself: "armed" at the click, then
+        # "polling" from the web poll's start to its end (seen on the bus thread).
+        self._asked_poll = ""
         ctx.bus.subscribe("tray", self.on_event)
 
     # ------------------------------------------------------------ lifecycle
@@ -261,6 +264,8 @@ class TrayFrontEnd:
             return
         if isinstance(event, ev.ShowRequested):
             self._show_yourself()
+        if isinstance(event, ev.ConfigApplied):
+            self._follow_config(event)
         self.feed(event)
         if isinstance(event, QUEUE_EVENTS):
             self.refresh_queue()
@@ -273,11 +278,41 @@ class TrayFrontEnd:
                 event.name:
             self._last_sent = event.name
         notice = self.policy.decide(event, paused=self.state.paused)
-        if notice is not None and not self._said_by_restart_notice(event):
+        said_by_answer = self._said_by_receive_answer(event, notice)
+        if notice is not None and not said_by_answer and not self._said_by_restart_notice(
+                event):
             self.notify(notice)
         if isinstance(event, ev.BatchFinished):
             with self._lock:
                 self._etalons -= set(event.queued)
+
+    def _follow_config(self, event: ev.ConfigApplied) -> None:
+        """The service runs with a changed config: the menu's dossiers, the application's
+        name and the notification choices follow it (the state follows `configured`)."""
+        preferences = dict(self.ctx.config.notifications)  # the config just applied
+        restart_settings = self.core.restart_settings()
+        with self._lock:
+            self.app_name = event.app_name
+            self.dossiers = [(number, name) for number, name in event.dossiers]
+            # What the policy remembers (what was already said) is kept.
+            self.policy.preferences = preferences
+            self.restart_settings = restart_settings
+
+    def _said_by_receive_answer(self, event: ev.Event, notice: Notice | None) -> bool:
+        """Tell whether the web poll asked by *Recevoir maintenant* is under way and this is
+        its failure: the click's own answer names it (one notification, not two); the
+        policy still counts it as said, so that later polls do not repeat it."""
+        from daemon.web.poller import ORIGIN
+
+        with self._lock:
+            if isinstance(event, ev.PollStarted) and event.source == ORIGIN and \
+                    self._asked_poll == "armed":
+                self._asked_poll = "polling"
+            polling = self._asked_poll == "polling"
+            if isinstance(event, ev.PollFinished) and event.source == ORIGIN and polling:
+                self._asked_poll = ""
+        return polling and notice is not None and notice.kind in ("offline", "problem") \
+            and isinstance(event, ev.Offline | ev.SourceFailed) and event.source == ORIGIN
 
     def _said_by_restart_notice(self, event: ev.Event) -> bool:
         """Tell whether a batch only brought updates held for a restart: the restart notice
@@ -461,17 +496,23 @@ class TrayFrontEnd:
                 self.core.receive_now()
                 self.say(_("USB keys and watched folders are being looked at again"), None)
                 return
-            report = self.core.receive()  # waits for the accountant's site
+            with self._lock:
+                self._asked_poll = "armed"
+            try:
+                report = self.core.receive()  # waits for the accountant's site
+            except BaseException:
+                with self._lock:
+                    if self._asked_poll == "armed":  # no poll started
+                        self._asked_poll = ""
+                raise
         except ReceivingPaused:
             self.say(_("Receiving is paused: resume it to look for updates."), Action.RESUME)
             return
-        # Updates found are announced by the batch's own notification; else say what the
-        # look found, never nothing.
-        if report.queued or report.rejected:
-            return
+        # Updates found are announced by the batch's own notification; a failure is said
+        # here (the poll's own failure notices are held back for it); else nothing new.
         if report.failures:
             self._tell(receive_failed_notice([f.message() for f in report.failures]))
-        else:
+        elif not (report.queued or report.rejected):
             self._tell(nothing_new_notice())
 
     def _tell(self, notice: Notice) -> None:

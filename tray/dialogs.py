@@ -153,7 +153,36 @@ def choices(data: dict[str, Any]) -> Answer:
 
     root.bind("<FocusIn>", lambda _event: armed.append(True), add="+")
     root.bind("<FocusOut>", lambda _event: root.after(100, focus_out), add="+")
+    _close_on_a_click_elsewhere(dialog)
     return dialog.run()
+
+
+def _close_on_a_click_elsewhere(dialog: Dialog, tries: int = 40) -> None:
+    """Hold the pointer as a menu does, so that a click outside the window closes it even
+    where no window manager moves the focus (plain X11).
+
+    The grab waits until the window is on the screen (X refuses it before); if another
+    program holds the pointer, the window stays open as before (Escape, a choice).
+    """
+    root = dialog.root
+
+    def grab(left: int) -> None:
+        try:
+            root.grab_set_global()
+        except tk.TclError:  # not viewable yet, or the pointer is held elsewhere
+            if left > 0:
+                root.after(50, grab, left - 1)
+            return
+        root.bind("<ButtonPress>", outside, add="+")
+
+    def outside(event: tk.Event[Any]) -> None:
+        x, y = root.winfo_rootx(), root.winfo_rooty()
+        inside = (x <= event.x_root < x + root.winfo_width()
+                  and y <= event.y_root < y + root.winfo_height())
+        if not inside:
+            dialog.cancel()
+
+    root.after(50, grab, tries)
 
 
 def _arrow_keys(root: tk.Tk, buttons: list[ttk.Button]) -> None:

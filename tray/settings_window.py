@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from tkinter import filedialog, ttk
 from typing import Any
 
 from daemon import config_edit
 from daemon.config import NOTIFICATION_EVENTS, Config, Paths, load_config
+from daemon.config_edit import NOTIFICATION_LABELS
 from daemon.errors import N_, ConfigError
 from daemon.i18n import _
 from daemon.keys import KeyFormatError, PublicKey
+from tray import look
 from tray.dialogs import Answer, Dialog, message_label
 
-NOTIFICATION_LABELS = {
-    "received": N_("An update was received"),
-    "rejected": N_("A file was refused"),
-    "restart_required": N_("The application must be restarted"),
-    "sent": N_("A dossier was sent"),
-    "offline": N_("The accountant's server cannot be reached"),
-}
 SECURITY_CHOICES = ("starttls", "tls", "none")
 LANGUAGES = (("", N_("The system's")), ("fr", "Français"), ("en", "English"))
 FIELD_WIDTH = 46
@@ -54,6 +49,7 @@ class Page:
         # Alt+letter takes the keyboard to an entry of the page shown (the letter is
         # underlined in its label).
         self.accels: dict[str, ttk.Entry] = {}
+        self.button_accels: dict[str, ttk.Button] = {}
         notebook.add(self.frame, text=title)
         if intro:
             self.text(intro)
@@ -102,26 +98,26 @@ class Page:
         self.first = self.first or box
         return box
 
-    def button(self, label: str, command: Callable[[], None]) -> ttk.Button:
-        """Add a button in the entries' column."""
-        button = ttk.Button(self.frame, text=label, command=command)
+    def button(self, label: str, command: Callable[[], None], accel: str = "") -> ttk.Button:
+        """Add a button in the entries' column (Alt+`accel` presses it on its page)."""
+        button = ttk.Button(self.frame, text=label, command=command,
+                            underline=label.lower().find(accel) if accel else -1)
         button.grid(row=self.row, column=1, sticky="w", pady=(6, 2))
         self.row += 1
+        if accel:
+            self.button_accels[accel] = button
         return button
 
     def verdict(self) -> ttk.Label:
         """Add the label that shows a test's verdict."""
-        label = ttk.Label(self.frame, text="", wraplength=420, justify="left")
+        # In points, like every window's text (tray/look.py): GDK_SCALE=2 wraps alike.
+        label = ttk.Label(self.frame, text="", wraplength=look.px(self.frame, 420),
+                          justify="left")
         label.grid(row=self.row, column=1, columnspan=2, sticky="w", pady=(2, 0))
         self.row += 1
         return label
 
 
-def choose_folder(var: tk.StringVar) -> None:
-    """Let the user pick a folder into `var`."""
-    chosen = filedialog.askdirectory(initialdir=var.get() or str(Path.home()))
-    if chosen:
-        var.set(chosen)
 
 
 def choose_file(var: tk.StringVar) -> None:
@@ -143,7 +139,8 @@ class SettingsWindow(Dialog):
         self.paths = Paths.resolve(data.get("home") or None)
         self.config = self._current_config()
         self.verdicts: list[str] = []
-        self.status = ttk.Label(self.frame, text="", foreground="#c92a2a", wraplength=560,
+        self.status = ttk.Label(self.frame, text="", foreground="#c92a2a",
+                                wraplength=look.px(self.frame, 560),
                                 justify="left")
         self.notebook = ttk.Notebook(self.frame)
         self.notebook.enable_traversal()  # Ctrl+Tab and Ctrl+Shift+Tab change pages
@@ -191,7 +188,7 @@ class SettingsWindow(Dialog):
         self.name = page.entry(_("Dossier name"), dossier.name if dossier else "")
         self.folder = page.entry(_("Local folder of the dossier"),
                                  str(dossier.folder) if dossier and dossier.folder else "",
-                                 browse=choose_folder)
+                                 browse=self.choose_folder)
         if len(self.config.dossiers) > 1:
             page.text(_("Other dossiers: {numbers}").format(numbers=", ".join(
                 d.number for d in self.config.dossiers[1:])))
@@ -200,7 +197,8 @@ class SettingsWindow(Dialog):
         page = self._page(_("Accountant"), _(
             "Open the invitation file your accountant gave you: it fills in everything but "
             "the password. Or type what your accountant tells you."))
-        page.button(_("Open an invitation file…"), self.choose_invitation)
+        # "i" is in the label in both languages (Ouvrir un fichier d'invitation…).
+        page.button(_("Open an invitation file…"), self.choose_invitation, accel="i")
         trusted = self.config.trusted_keys[0] if self.config.trusted_keys else None
         self.label = page.entry(_("Accountant's firm"), trusted.label if trusted else "")
         self.url = page.entry(_("Server address"), self.config.web.url)
@@ -230,9 +228,10 @@ class SettingsWindow(Dialog):
                                     str(email.smtp_port or ""))
         self.security = page.choice(_("Security"), SECURITY_CHOICES, email.security)
         self.smtp_user = page.entry(_("User name"), email.user)
-        self.smtp_password = page.entry(_("Password"), show="•")
+        self.smtp_password = page.entry(_("Password"), show="•", accel="p")
         self.sender = page.entry(_("Your address"), email.sender)
-        page.button(_("Send a test message"), self.test_email)
+        # "e" is in the label in both languages (Envoyer un message d'essai).
+        page.button(_("Send a test message"), self.test_email, accel="e")
         self.email_verdict = page.verdict()
 
     def _app_page(self) -> None:
@@ -245,7 +244,7 @@ class SettingsWindow(Dialog):
                                         ", ".join(app.process_names))
         self.command = page.entry(_("Command to start it"), " ".join(app.command))
         self.inbox = page.entry(_("Its inbox folder"), str(app.inbox or ""),
-                                browse=choose_folder)
+                                browse=self.choose_folder)
         page.button(_("Find it on this computer"), self.find_app)
         self.app_verdict = page.verdict()
 
@@ -336,7 +335,12 @@ class SettingsWindow(Dialog):
         return self.pages[0].first
 
     def _accelerator(self, event: tk.Event[Any]) -> None:
-        widget = self.pages[_current_page(self.notebook)].accels.get(event.keysym.lower())
+        page = self.pages[_current_page(self.notebook)]
+        button = page.button_accels.get(event.keysym.lower())
+        if button is not None:
+            button.invoke()
+            return
+        widget = page.accels.get(event.keysym.lower())
         if widget is not None:
             widget.focus_set()
             widget.select_range(0, "end")  # what is typed replaces the value
@@ -445,7 +449,6 @@ class SettingsWindow(Dialog):
 
     def test_email(self) -> None:
         """Send a test message to the farmer's own address with the values typed."""
-        from daemon.config import EmailConfig
         from daemon.send.base import SendError
         from daemon.send.email import Mailer, SmtpPasswords, trial_message
 
@@ -456,8 +459,9 @@ class SettingsWindow(Dialog):
                 return typed or super().get(user, host)
 
         try:
-            settings = EmailConfig(
-                smtp_host=self.smtp_host.var.get().strip(),
+            # The file's other e-mail keys (its CA certificates, its timeout) apply too.
+            settings = replace(
+                self.config.email, smtp_host=self.smtp_host.var.get().strip(),
                 smtp_port=int(self.smtp_port.var.get() or 0),
                 security=self.security.get(), user=self.smtp_user.var.get().strip(),
                 sender=self.sender.var.get().strip(),
@@ -492,8 +496,14 @@ class SettingsWindow(Dialog):
         self.app_verdict.configure(text=_("Found: {what}").format(
             what=" ".join(found.command) or found.inbox))
 
+    def choose_folder(self, var: tk.StringVar) -> None:
+        """Let the user pick a folder into `var` (the chooser every window uses)."""
+        chosen = look.choose_folder(self.root, _("Choose a folder"), var.get())
+        if chosen:
+            var.set(chosen)
+
     def _browse_new_folder(self, var: tk.StringVar) -> None:
-        choose_folder(var)
+        self.choose_folder(var)
         self.add_folder()
 
     def add_folder(self) -> None:

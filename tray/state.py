@@ -151,6 +151,10 @@ def _inputs(state: TrayState, event: ev.Event) -> TrayState | None:
             return replace(state, waiting=waiting)
         case ConfigChecked(configured=configured):
             return replace(state, configured=configured)
+        case ev.ConfigApplied(configured=configured):
+            # A config that loads again ends the refusal of the previous hand edit.
+            return replace(state, configured=configured,
+                           problems=_without_source(state.problems, "config"))
         case ev.PauseChanged(paused=paused, until=until):
             return replace(state, paused=paused, paused_until=until if paused else None)
         case ProblemsSeen():
