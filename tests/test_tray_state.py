@@ -176,3 +176,15 @@ def test_tooltip_is_never_longer_than_windows_allows() -> None:
     text = tooltip(state, "Isacompta")
     assert len(text) == 127
     assert text.endswith("…")
+
+
+def test_a_config_applied_again_ends_the_refused_edit_and_sets_what_is_configured() -> None:
+    refused = play(ev.SourceFailed("config", "config-invalid", "poll_minutes: 0"),
+                   ev.SourceFailed("web", "offline", "down"))
+    assert {p.source for p in refused.problems} == {"config", "web"}
+    applied = play(ev.ConfigApplied(False, "Isacompta"), start=refused)
+    assert [p.source for p in applied.problems] == ["web"]
+    assert status_of(applied) is Status.TO_CONFIGURE
+    configured = play(ev.ConfigApplied(True, "Isacompta", (("8502182", "GAEC"),)),
+                      start=applied)
+    assert configured.configured
