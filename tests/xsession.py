@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -299,8 +299,19 @@ class XSession:
 def desktop(dunst_rules: str = "") -> Iterator[XSession]:
     """Yield a running desktop, stopped afterwards."""
     require_tools()
-    folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
-    session = XSession(folder, dunst_rules)
+    with running(lambda folder: XSession(folder, dunst_rules)) as session:
+        yield session
+
+
+S = TypeVar("S", bound=XSession)
+
+
+@contextlib.contextmanager
+def running(make: Callable[[Path], S], prefix: str = "passeur-x-") -> Iterator[S]:
+    """Yield the session `make` builds in a fresh folder, started; stop it and remove the
+    folder afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    session = make(folder)
     try:
         session.start()
         yield session
@@ -363,14 +374,9 @@ def desktop_without_notifications(pystray_backend: str = "xorg") -> Iterator[
         LateNotificationsSession]:
     """Yield a running desktop without a notification server yet, stopped afterwards."""
     require_tools()
-    folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
-    session = LateNotificationsSession(folder, pystray_backend=pystray_backend)
-    try:
-        session.start()
+    with running(lambda folder: LateNotificationsSession(
+            folder, pystray_backend=pystray_backend)) as session:
         yield session
-    finally:
-        session.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -385,14 +391,8 @@ def gtk_desktop() -> Iterator[XSession]:
         pytest.fail("PyGObject is missing in the venv (pip install -e '.[test]')")
     except ValueError:
         pytest.fail("GTK's GObject typelib is missing: apt-get install -y gir1.2-gtk-3.0")
-    folder = Path(tempfile.mkdtemp(prefix="passeur-x-"))
-    session = XSession(folder, pystray_backend="")
-    try:
-        session.start()
+    with running(lambda folder: XSession(folder, pystray_backend="")) as session:
         yield session
-    finally:
-        session.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- an SNI host: xfce4-panel
@@ -606,14 +606,8 @@ def _menu_node(layout: tuple[int, dict[str, Any], list[Any]]) -> MenuNode:
 def sni_desktop(dark: bool = False) -> Iterator[SniSession]:
     """Yield a running desktop with xfce4-panel as the SNI host, stopped afterwards."""
     require_sni_tools()
-    folder = Path(tempfile.mkdtemp(prefix="passeur-sni-"))
-    session = SniSession(folder, dark=dark)
-    try:
-        session.start()
+    with running(lambda folder: SniSession(folder, dark=dark), "passeur-sni-") as session:
         yield session
-    finally:
-        session.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the tray under test
