@@ -47,6 +47,12 @@ class Code(enum.StrEnum):
     SEQUENCE_REUSED = "sequence-reused"
     UNREADABLE = "unreadable"
     NOT_A_FILE = "not-a-file"
+    DATA_BEFORE = "data-before-archive"
+    DATA_BETWEEN = "data-between-members"
+    DATA_AFTER = "data-after-archive"
+    MULTI_DISK = "multi-disk"
+    HEADER_MISMATCH = "header-mismatch"
+    MEMBER_CRC = "member-crc"
 
 
 # One reason per code; {placeholders} are filled from the rejection's details.
@@ -84,6 +90,12 @@ REASONS: dict[Code, str] = {
     Code.SEQUENCE_REUSED: N_("another update with the same number was already received ({detail})"),
     Code.UNREADABLE: N_("the file cannot be read ({detail})"),
     Code.NOT_A_FILE: N_("this is not a file but {detail}: nothing was read"),
+    Code.DATA_BEFORE: N_("the file holds unexpected bytes before the archive ({detail})"),
+    Code.DATA_BETWEEN: N_("the archive holds unexpected bytes between its parts ({detail})"),
+    Code.DATA_AFTER: N_("the file holds unexpected bytes after the archive ({detail})"),
+    Code.MULTI_DISK: N_("the archive claims to span several disks ({detail})"),
+    Code.HEADER_MISMATCH: N_("the archive's headers disagree about a file: {detail}"),
+    Code.MEMBER_CRC: N_("a file in the archive has a wrong checksum (CRC-32): {detail}"),
 }
 
 

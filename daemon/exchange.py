@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from daemon.errors import Code, Rejected
-from daemon.fsutil import CHUNK, atomic_writer
+from daemon.errors import N_, Code, Rejected
+from daemon.fsutil import CHUNK, atomic_writer, os_error_words
 from daemon.keys import MANIFEST_CONTEXT, PublicKey, SigningKey
 from daemon.manifest import (
     MANIFEST_NAME,
@@ -25,17 +25,26 @@ from daemon.manifest import (
     declared_key_id,
     parse_json,
 )
-from daemon.naming import MAX_PATH_LENGTH, check_member_path, fold, make_name, parse_name
+from daemon.naming import (
+    MAX_PATH_LENGTH,
+    check_member_path,
+    fold,
+    make_name,
+    parse_offered_name,
+)
 from daemon.zipstream import (
+    DATA_DESCRIPTOR,
     ENCRYPTED,
     LOCAL_HEADER,
     LOCAL_MAGIC,
     MAX_RATIO,
     RATIO_FLOOR,
+    ZIP64_MARK,
     Buffer,
     ExchangeDigest,
     MemberHash,
     MemberReader,
+    local_sizes,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +59,8 @@ _ZIP64_LOCATOR = struct.Struct("<4sIQI")
 _ZIP64_LOCATOR_MAGIC = b"PK\x06\x07"
 _ZIP64_END_RECORD = struct.Struct("<4sQHHIIQQQQ")
 _ZIP64_END_MAGIC = b"PK\x06\x06"
+_DESCRIPTOR_MAGIC = b"PK\x07\x08"
+_COUNT_MARK = 0xFFFF  # an entry count deferring to the ZIP64 end record
 # The end record sits in the last 22 bytes, or before a comment of at most 64 KiB.
 _END_SEARCH = _END_RECORD.size + 0xFFFF
 # A generous bound for one central directory record: fixed part, a name of
@@ -75,12 +86,18 @@ class _Entry:
     info: zipfile.ZipInfo
     data_start: int
     local_name: bytes
-    local_flags: int
-    local_method: int
+    local_fields: tuple[int, ...]  # flags, method, time, date, CRC-32, sizes, as found
+    descriptor: tuple[int, int, int] | None = None  # CRC-32 and sizes after the data
+    descriptor_size: int = 0
 
     @property
     def data_end(self) -> int:
         return self.data_start + self.info.compress_size
+
+    @property
+    def next_offset(self) -> int:
+        """Where the next member's local header must begin."""
+        return self.data_end + self.descriptor_size
 
 
 def verify_exchange(
@@ -105,7 +122,7 @@ def verify_exchange(
         with open(path, "rb") as handle:
             manifest = _verify_open(handle, trusted, limits, hashed or {})
     except OSError as exc:
-        raise Rejected(Code.UNREADABLE, exc.strerror or exc) from None
+        raise Rejected(Code.UNREADABLE, os_error_words(exc)) from None
     if display_name is not None:
         check_name_matches(display_name, manifest)
     return manifest
@@ -113,7 +130,7 @@ def verify_exchange(
 
 def check_name_matches(display_name: str, manifest: Manifest) -> None:
     """Raise NAME_MISMATCH unless the file name agrees with the manifest."""
-    name = parse_name(display_name)
+    name = parse_offered_name(display_name)
     expected = make_name(manifest.dossier, manifest.generated_at, manifest.kind)
     if name.canonical != expected:
         raise Rejected(Code.NAME_MISMATCH, f"{display_name} ≠ {expected}")
@@ -121,12 +138,16 @@ def check_name_matches(display_name: str, manifest: Manifest) -> None:
 
 def _verify_open(handle: BinaryIO, trusted: Mapping[str, PublicKey], limits: Limits,
                  hashed: Mapping[int, MemberHash]) -> Manifest:
-    declared_count = _check_declared_directory(handle, limits)
+    end = _check_declared_directory(handle, limits)
     archive = _open_zip(handle)
-    if declared_count is not None and declared_count != len(archive.infolist()):
+    if end is None:
+        raise Rejected(Code.TRUNCATED, "end record")  # zipfile found one we did not
+    if end.count != len(archive.infolist()):
         # Extractors that trust the count would see other members than we checked.
-        raise Rejected(Code.TRUNCATED, f"{len(archive.infolist())} ≠ {declared_count}")
+        raise Rejected(Code.TRUNCATED, f"{len(archive.infolist())} ≠ {end.count}")
+    _check_disks(end)
     entries = _check_entries(handle, archive, limits)
+    _check_layout(end, entries.values(), archive.start_dir)
     manifest = _read_signed_manifest(handle, entries, trusted, limits)
     _check_members_match(entries, manifest)
     for member in manifest.files:
@@ -142,38 +163,56 @@ def _open_zip(handle: BinaryIO) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(handle)
     # NotImplementedError: an entry needing a ZIP version zipfile does not know.
-    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
         if head == LOCAL_MAGIC:
-            raise Rejected(Code.TRUNCATED, exc) from None
+            # zipfile's own words are English and say nothing more to the user.
+            raise Rejected(Code.TRUNCATED, N_("the archive's directory cannot be read")
+                           ) from None
         raise Rejected(Code.NOT_ZIP) from None
     return archive
 
 
-def _check_declared_directory(handle: BinaryIO, limits: Limits) -> int | None:
+def _check_declared_directory(handle: BinaryIO, limits: Limits) -> _EndRecords | None:
     """Refuse a central directory too big to parse, from its end record alone.
 
     zipfile builds an object for every record of the central directory before anyone can
     count them, so the count and size the end record announces are checked first.
-    Returns the announced count, or None without an end record (zipfile will say why).
+    Returns the end records, or None without an end record (zipfile will say why).
     """
-    declared = _declared_directory(handle)
-    if declared is None:
+    end = _read_end_records(handle)
+    if end is None:
         return None
-    count, size = declared
     allowed = limits.max_members + len(RESERVED_NAMES)
-    if count > allowed:
-        raise Rejected(Code.TOO_MANY_MEMBERS, count)
-    if size > allowed * _MAX_DIRECTORY_RECORD:
-        raise Rejected(Code.TOO_MANY_MEMBERS, f"{size} bytes of central directory")
-    return count
+    if end.count > allowed:
+        raise Rejected(Code.TOO_MANY_MEMBERS, end.count)
+    if end.directory_size > allowed * _MAX_DIRECTORY_RECORD:
+        raise Rejected(Code.TOO_MANY_MEMBERS, f"{end.directory_size} bytes of central directory")
+    return end
 
 
-def _declared_directory(handle: BinaryIO) -> tuple[int, int] | None:
-    """Return (entry count, central directory size) from the end record, if one is found."""
-    end = handle.seek(0, 2)
-    start = max(0, end - _END_SEARCH)
+@dataclass(frozen=True)
+class _EndRecords:
+    """What the end of the archive says: where its central directory is, and its disks."""
+
+    file_size: int
+    position: int  # of the end record
+    comment_length: int
+    count: int
+    directory_size: int
+    directory_offset: int
+    # Single-disk archives have (0, 0, count) here, and (0, 1) in a ZIP64 locator.
+    disks: tuple[int, ...]
+    plain: tuple[int, int, int]  # count, directory size and offset as the plain record says
+    zip64_position: int | None = None  # of the ZIP64 end record, when there is one
+    zip64_record_size: int = 0
+
+
+def _read_end_records(handle: BinaryIO) -> _EndRecords | None:
+    """Read the end record (and its ZIP64 form), found where zipfile finds it."""
+    file_size = handle.seek(0, 2)
+    start = max(0, file_size - _END_SEARCH)
     handle.seek(start)
-    tail = handle.read(end - start)
+    tail = handle.read(file_size - start)
     # As zipfile: a record without comment ends the file, else the last one that fits.
     position = len(tail) - _END_RECORD.size
     if position < 0 or not tail.startswith(_END_MAGIC, position):
@@ -181,29 +220,87 @@ def _declared_directory(handle: BinaryIO) -> tuple[int, int] | None:
     if position < 0:
         return None
     fields = _END_RECORD.unpack_from(tail, position)
-    plain = int(fields[4]), int(fields[5])
-    if plain[0] != 0xFFFF and plain[1] != 0xFFFFFFFF:
-        return plain
+    disk, directory_disk, on_disk, count = (int(value) for value in fields[1:5])
+    size, offset, comment_length = int(fields[5]), int(fields[6]), int(fields[7])
+    end = _EndRecords(file_size, start + position, comment_length, count, size, offset,
+                      (disk, directory_disk, on_disk - count), (count, size, offset))
+    if count != _COUNT_MARK and size != ZIP64_MARK and offset != ZIP64_MARK:
+        return end
     # Without a readable ZIP64 record, zipfile too takes the plain fields at their word.
-    return _declared_zip64_directory(handle, start + position) or plain
+    return _read_zip64_end_records(handle, end) or end
 
 
-def _declared_zip64_directory(handle: BinaryIO, end_record: int) -> tuple[int, int] | None:
-    if end_record < _ZIP64_LOCATOR.size:
+def _read_zip64_end_records(handle: BinaryIO, end: _EndRecords) -> _EndRecords | None:
+    if end.position < _ZIP64_LOCATOR.size:
         return None
-    handle.seek(end_record - _ZIP64_LOCATOR.size)
+    handle.seek(end.position - _ZIP64_LOCATOR.size)
     locator = handle.read(_ZIP64_LOCATOR.size)
-    magic, _, offset, _ = _ZIP64_LOCATOR.unpack(locator)
+    magic, record_disk, position, disks = _ZIP64_LOCATOR.unpack(locator)
     if magic != _ZIP64_LOCATOR_MAGIC:
         return None
-    handle.seek(offset)
+    handle.seek(position)
     record = handle.read(_ZIP64_END_RECORD.size)
     if len(record) != _ZIP64_END_RECORD.size:
         return None
     fields = _ZIP64_END_RECORD.unpack(record)
     if fields[0] != _ZIP64_END_MAGIC:
         return None
-    return int(fields[7]), int(fields[8])
+    record_size, disk, directory_disk = int(fields[1]), int(fields[4]), int(fields[5])
+    on_disk, count, size, offset = (int(value) for value in fields[6:10])
+    return replace(end, count=count, directory_size=size, directory_offset=offset,
+                   disks=(*end.disks[:2], disk, directory_disk, on_disk - count,
+                          int(record_disk), int(disks) - 1),
+                   zip64_position=int(position), zip64_record_size=record_size)
+
+
+def _check_disks(end: _EndRecords) -> None:
+    """Refuse the fields of a split archive: another reader would look for other disks."""
+    if any(end.disks):
+        raise Rejected(Code.MULTI_DISK, ", ".join(str(value) for value in end.disks))
+    if end.zip64_position is None:
+        return
+    # Beside a ZIP64 record, each plain field is its value or the mark that defers to it.
+    truth = (end.count, end.directory_size, end.directory_offset)
+    marks = (_COUNT_MARK, ZIP64_MARK, ZIP64_MARK)
+    for shown, value, mark in zip(end.plain, truth, marks, strict=True):
+        if shown not in (value, mark):
+            raise Rejected(Code.HEADER_MISMATCH, f"end record: {shown} ≠ {value}")
+
+
+def _check_layout(end: _EndRecords, entries: Iterable[_Entry], start_dir: int) -> None:
+    """Every byte belongs to the canonical layout, in order and without a gap.
+
+    Members one after the other from offset 0, the central directory right after them,
+    the ZIP64 end records if any, the end record and its comment last. A prefix, a gap or
+    trailing bytes are where another reader (the application's) may find another archive.
+    """
+    tail = end.position + _END_RECORD.size + end.comment_length
+    if tail > end.file_size:
+        raise Rejected(Code.TRUNCATED, f"comment: {tail} > {end.file_size}")
+    if tail < end.file_size:
+        raise Rejected(Code.DATA_AFTER, f"{end.file_size - tail} bytes")
+    # zipfile shifts every offset by what precedes the directory it expected: a prefix.
+    if start_dir != end.directory_offset:
+        raise Rejected(Code.DATA_BEFORE, f"{start_dir - end.directory_offset} bytes")
+    expected = 0
+    for entry in sorted(entries, key=lambda e: e.info.header_offset):
+        if entry.info.volume != 0:
+            raise Rejected(Code.MULTI_DISK, f"{entry.info.filename}: {entry.info.volume}")
+        offset = entry.info.header_offset
+        if offset != expected:
+            code = Code.DATA_BEFORE if expected == 0 else Code.DATA_BETWEEN
+            raise Rejected(code, f"{entry.info.filename}: {offset} ≠ {expected}")
+        expected = entry.next_offset
+    if end.directory_offset != expected:
+        code = Code.DATA_BEFORE if expected == 0 else Code.DATA_BETWEEN
+        raise Rejected(code, f"central directory: {end.directory_offset} ≠ {expected}")
+    directory_end = end.directory_offset + end.directory_size
+    if end.zip64_position is not None:
+        if directory_end != end.zip64_position:
+            raise Rejected(Code.DATA_BETWEEN, f"ZIP64 end record: {end.zip64_position}")
+        directory_end += 12 + end.zip64_record_size + _ZIP64_LOCATOR.size
+    if directory_end != end.position:
+        raise Rejected(Code.DATA_BETWEEN, f"end record: {end.position} ≠ {directory_end}")
 
 
 def _check_entries(
@@ -222,9 +319,9 @@ def _check_entries(
     # Overlap first: the overlapping-entries bomb also has absurd ratios and sizes, but
     # this is what it is, and it is found in time linear in the number of headers.
     _check_no_overlap(entries.values(), archive.start_dir)
+    _check_sizes(infos, limits)
     for entry in entries.values():
         _check_local_header(entry)
-    _check_sizes(infos, limits)
     return entries
 
 
@@ -278,28 +375,67 @@ def _locate(handle: BinaryIO, info: zipfile.ZipInfo) -> _Entry:
     fields = LOCAL_HEADER.unpack(header)
     if fields[0] != LOCAL_MAGIC:
         raise Rejected(Code.TRUNCATED, info.filename)
-    flags, method = int(fields[2]), int(fields[3])
     name_length, extra_length = int(fields[9]), int(fields[10])
     local_name = handle.read(name_length)
+    extra = handle.read(extra_length)
+    if len(local_name) != name_length or len(extra) != extra_length:
+        raise Rejected(Code.TRUNCATED, info.filename)
+    sizes = local_sizes(fields, extra) or (-1, -1)  # a ZIP64 mark without its field: no size
+    local = (int(fields[2]), int(fields[3]), int(fields[4]), int(fields[5]), int(fields[6]),
+             *sizes)
     data_start = info.header_offset + LOCAL_HEADER.size + name_length + extra_length
-    return _Entry(info, data_start, local_name, flags, method)
+    entry = _Entry(info, data_start, local_name, local)
+    if entry.local_fields[0] & DATA_DESCRIPTOR:
+        return _with_descriptor(handle, entry, zip64=ZIP64_MARK in (fields[7], fields[8]))
+    return entry
+
+
+def _with_descriptor(handle: BinaryIO, entry: _Entry, zip64: bool) -> _Entry:
+    """Read the data descriptor that follows a member's data (sizes known only at its end)."""
+    handle.seek(entry.data_end)
+    width = 8 if zip64 or entry.info.compress_size >= ZIP64_MARK else 4
+    raw = handle.read(4 + 4 + 2 * width)
+    signed = raw.startswith(_DESCRIPTOR_MAGIC)
+    body = raw[4:] if signed else raw[:4 + 2 * width]
+    if len(body) != 4 + 2 * width:
+        raise Rejected(Code.TRUNCATED, entry.info.filename)
+    crc, compress_size, file_size = struct.unpack("<I2Q" if width == 8 else "<3I", body)
+    return replace(entry, descriptor=(crc, compress_size, file_size),
+                   descriptor_size=len(body) + (4 if signed else 0))
 
 
 def _check_local_header(entry: _Entry) -> None:
-    """The local header must tell the central directory's story.
+    """The local header (and data descriptor) must tell the central directory's story.
 
-    Two names, methods or encryption flags for one entry is how an archive shows one
-    thing to a checker that reads the directory and another to an extractor that streams
-    local headers.
+    Two names, methods, flags, times, checksums or sizes for one entry is how an archive
+    shows one thing to a checker that reads the directory and another to an extractor
+    that streams local headers.
     """
     info = entry.info
     central_name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
-    if (
-        entry.local_name != central_name
-        or entry.local_method != info.compress_type
-        or entry.local_flags & ENCRYPTED != info.flag_bits & ENCRYPTED
-    ):
+    if entry.local_name != central_name:
+        raise Rejected(Code.HEADER_MISMATCH, f"{info.filename}: name")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
         raise Rejected(Code.MEMBER_CORRUPT, info.filename)
+    year, month, day, hour, minute, second = info.date_time
+    central = (info.flag_bits, info.compress_type,
+               (hour << 11) | (minute << 5) | (second // 2),
+               ((year - 1980) << 9) | (month << 5) | day,
+               info.CRC, info.compress_size, info.file_size)
+    local = entry.local_fields
+    labels = ("flags", "method", "time", "date", "CRC-32", "compressed size", "size")
+    for label, shown, truth in zip(labels[:4], local[:4], central[:4], strict=True):
+        if shown != truth:
+            raise Rejected(Code.HEADER_MISMATCH, f"{info.filename}: {label}")
+    after = local[4:]
+    if entry.descriptor is not None:
+        # Written before the data was known: zeros there, the truth after the data.
+        if after not in ((0, 0, 0), central[4:]):
+            raise Rejected(Code.HEADER_MISMATCH, f"{info.filename}: local header")
+        after = entry.descriptor
+    for label, shown, truth in zip(labels[4:], after, central[4:], strict=True):
+        if shown != truth:
+            raise Rejected(Code.HEADER_MISMATCH, f"{info.filename}: {label}")
 
 
 def _check_no_overlap(entries: Iterable[_Entry], central_directory: int) -> None:
@@ -358,16 +494,17 @@ def _check_members_match(entries: Mapping[str, _Entry], manifest: Manifest) -> N
 def _check_member_content(handle: BinaryIO, entry: _Entry, member: Member,
                           hashed: MemberHash | None) -> None:
     info = entry.info
-    if hashed == (info.compress_type, info.compress_size, info.file_size, member.sha256):
+    if hashed == (info.compress_type, info.compress_size, info.file_size, member.sha256,
+                  info.CRC):
         return  # hashed while the file was written, at this very place: same bytes
     digest = hashlib.sha256()
     reader = _reader_for(entry)
     for chunk in _member_chunks(handle, entry, reader):
         digest.update(chunk)
-    if reader.produced != member.size:
-        raise Rejected(Code.MEMBER_SIZE, f"{member.path}: {reader.produced} ≠ {member.size}")
+    # Altered content is said as such; a wrong CRC-32 alone is the checksum's own fault.
     if digest.hexdigest() != member.sha256:
         raise Rejected(Code.MEMBER_HASH, member.path)
+    _check_crc(entry, reader)
 
 
 def _raw_chunks(handle: BinaryIO, entry: _Entry) -> Iterator[bytes]:
@@ -388,11 +525,25 @@ def _reader_for(entry: _Entry) -> MemberReader:
 
 def _member_chunks(handle: BinaryIO, entry: _Entry,
                    reader: MemberReader | None = None) -> Iterator[Buffer]:
-    """Yield a member's uncompressed bytes, never more than its declared size."""
+    """Yield a member's uncompressed bytes, never more than its declared size; refuse a
+    member shorter than declared, and, unless the caller checks it (given `reader`), one
+    whose CRC-32 is wrong, once its last byte is out."""
+    own = reader is None
     reader = reader or _reader_for(entry)
     for raw in _raw_chunks(handle, entry):
         yield from reader.feed(raw)
     yield from reader.finish()
+    info = entry.info
+    if reader.produced != info.file_size:
+        raise Rejected(Code.MEMBER_SIZE, f"{info.filename}: {reader.produced} ≠ {info.file_size}")
+    if own:
+        _check_crc(entry, reader)
+
+
+def _check_crc(entry: _Entry, reader: MemberReader) -> None:
+    info = entry.info
+    if reader.crc32 != info.CRC:
+        raise Rejected(Code.MEMBER_CRC, f"{info.filename}: {reader.crc32:08x} ≠ {info.CRC:08x}")
 
 
 def read_manifest_unverified(path: Path) -> dict[str, object] | None:

@@ -17,6 +17,9 @@ RESERVED_NAMES = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
 DEFAULT_DOMAIN = "Comptabilité générale"
 MODULES = ("vat_declaration", "entry_templates", "associated_documents", "situations")
 _SHA256_CHARS = frozenset("0123456789abcdef")
+# Numbers are kept in SQLite's signed 64-bit integers: a larger one is refused here, with
+# the field named, rather than failing where it is stored.
+MAX_NUMBER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ class _Reader:
         if end < start:
             raise Rejected(Code.MANIFEST_MALFORMED, "fiscal_year")
         sequence = self.get("sequence", int)
-        if sequence < 1:
+        if not 1 <= sequence <= MAX_NUMBER:
             raise Rejected(Code.MANIFEST_MALFORMED, "sequence")
         files = self._files()
         deleted = self._deleted(kind, {member.path for member in files})
@@ -250,7 +253,7 @@ class _Reader:
             path = check_member_path(self.get("path", str, entry))
             size = self.get("size", int, entry)
             digest = self.get("sha256", str, entry)
-            if size < 0 or len(digest) != 64 or not set(digest) <= _SHA256_CHARS:
+            if not 0 <= size <= MAX_NUMBER or len(digest) != 64 or not set(digest) <= _SHA256_CHARS:
                 raise Rejected(Code.MANIFEST_MALFORMED, f"files: {path}")
             if path in RESERVED_NAMES:
                 raise Rejected(Code.MANIFEST_MALFORMED, f"files: {path}")

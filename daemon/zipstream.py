@@ -7,7 +7,7 @@ ZIP's local headers as the bytes arrive and keeps each member's SHA-256.
 
 This is only a shortcut. The strict reader still checks the structure from the central
 directory and takes a member's hash from here only when it lies at the very offset, with
-the very method and sizes, that the reader itself found; anything this module could not
+the very method, sizes and CRC-32, that the reader itself found; anything this module could not
 follow (sizes in a data descriptor, an odd header, a member over the limits, a corrupt
 stream) is simply read again by the reader, which then explains what is wrong.
 """
@@ -69,6 +69,9 @@ class MemberReader:
         self.name = name
         self.file_size = file_size
         self.produced = 0
+        # The application's unzip checks the CRC-32: a member whose SHA-256 is right but
+        # whose CRC-32 is wrong would be good here and refused there.
+        self.crc32 = 0
         self._inflater = (zlib.decompressobj(-zlib.MAX_WBITS)
                           if method == zipfile.ZIP_DEFLATED else None)
 
@@ -108,16 +111,18 @@ class MemberReader:
         self.produced += len(data)
         if self.produced > self.file_size:
             raise Rejected(Code.MEMBER_SIZE, f"{self.name}: > {self.file_size}")
+        self.crc32 = zlib.crc32(data, self.crc32)
         return data
 
 
 class MemberHash(NamedTuple):
-    """A member's content hash, and what the local header said about where it lies."""
+    """A member's content hash and CRC-32, and what the local header said about where it lies."""
 
     method: int
     compress_size: int
     file_size: int
     sha256: str
+    crc32: int
 
 
 class ExchangeDigest:
@@ -209,7 +214,7 @@ class ExchangeDigest:
         extra = bytes(self._pending[name_length:])
         self._pending.clear()
         self._fields = None
-        sizes = _sizes(fields, extra)
+        sizes = local_sizes(fields, extra)
         if sizes is None:
             self._following = False
             return taken
@@ -233,7 +238,7 @@ class ExchangeDigest:
             self.members[member.data_start] = result
 
 
-def _sizes(fields: tuple[Any, ...], extra: bytes) -> tuple[int, int] | None:
+def local_sizes(fields: tuple[Any, ...], extra: bytes) -> tuple[int, int] | None:
     """Return (compressed, uncompressed) sizes, from the ZIP64 extra field if need be."""
     compress_size, file_size = int(fields[7]), int(fields[8])
     if ZIP64_MARK not in (compress_size, file_size):
@@ -292,4 +297,5 @@ class _Member:
         if reader.produced != reader.file_size:
             return None
         method, compress_size, file_size = self._key
-        return MemberHash(method, compress_size, file_size, self._digest.hexdigest())
+        return MemberHash(method, compress_size, file_size, self._digest.hexdigest(),
+                          reader.crc32)

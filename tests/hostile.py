@@ -68,6 +68,11 @@ class Entry:
     header_offset: int | None = None  # central directory's pointer; defaults to the truth
     zip64: bool = False  # sizes in a ZIP64 extra field of the central directory
     version_needed: int | None = None  # "version needed to extract", central directory
+    local_crc: int | None = None  # defaults to `crc`
+    local_compress_size: int | None = None  # defaults to the declared compressed size
+    local_size: int | None = None  # defaults to the declared size
+    descriptor: bytes = b""  # written right after the data (set flag 0x8 to announce it)
+    disk: int = 0  # "disk number start" in the central directory
 
     @property
     def raw_name(self) -> bytes:
@@ -107,7 +112,9 @@ def local_header(entry: Entry) -> bytes:
         b"PK\x03\x04", 45 if entry.zip64 else 20,
         entry.flags if entry.local_flags is None else entry.local_flags,
         entry.method if entry.local_method is None else entry.local_method,
-        DOS_TIME, DOS_DATE, entry.crc, compress_size, size, len(name), len(extra),
+        DOS_TIME, DOS_DATE, entry.crc if entry.local_crc is None else entry.local_crc,
+        compress_size if entry.local_compress_size is None else entry.local_compress_size,
+        size if entry.local_size is None else entry.local_size, len(name), len(extra),
     ) + name + extra
 
 
@@ -121,7 +128,7 @@ def central_header(entry: Entry, offset: int) -> bytes:
     return _CENTRAL.pack(
         b"PK\x01\x02", (UNIX << 8) | version, needed, entry.flags, entry.method,
         DOS_TIME, DOS_DATE, entry.crc, compress_size, size, len(entry.raw_name), len(extra),
-        0, 0, 0, entry.external_attr,
+        0, entry.disk, 0, entry.external_attr,
         offset if entry.header_offset is None else entry.header_offset,
     ) + entry.raw_name + extra
 
@@ -130,21 +137,46 @@ def _zip64_extra(entry: Entry) -> bytes:
     return _ZIP64_EXTRA.pack(0x0001, 16, entry.size, entry.declared_compress_size)
 
 
-def end_of_directory(count: int, size: int, offset: int, comment: bytes = b"") -> bytes:
-    """Return the end-of-central-directory record."""
-    return _END.pack(b"PK\x05\x06", 0, 0, count, count, size, offset, len(comment)) + comment
+def end_of_directory(count: int, size: int, offset: int, comment: bytes = b"",
+                     disks: tuple[int, int] = (0, 0), comment_length: int | None = None,
+                     ) -> bytes:
+    """Return the end-of-central-directory record (its disk fields and comment length are
+    the test's to choose)."""
+    length = len(comment) if comment_length is None else comment_length
+    return _END.pack(b"PK\x05\x06", *disks, count, count, size, offset, length) + comment
 
 
-def zip_bytes(entries: list[Entry], declared_count: int | None = None) -> bytes:
-    """Lay out entries one after the other, then the central directory and its end record."""
+@dataclass(frozen=True)
+class Layout:
+    """Bytes put where a canonical archive has none, around and between its parts."""
+
+    prefix: bytes = b""  # before the first local header
+    shift: bool = True  # offsets count the prefix (an SFX); else they ignore it
+    gaps: dict[int, bytes] = field(default_factory=dict)  # after member n's data
+    before_directory: bytes = b""
+    trailer: bytes = b""  # after the end record
+    comment: bytes = b""
+    comment_length: int | None = None  # the end record's claim; defaults to the truth
+    disks: tuple[int, int] = (0, 0)  # the end record's disk numbers
+
+
+def zip_bytes(entries: list[Entry], declared_count: int | None = None,
+              layout: Layout = Layout()) -> bytes:
+    """Lay out entries one after the other, then the central directory and its end record
+    (with whatever `layout` adds)."""
+    base = len(layout.prefix) if layout.shift else 0
     body = bytearray()
     central = bytearray()
-    for entry in entries:
-        offset = len(body)
-        body += local_header(entry) + entry.data
+    for index, entry in enumerate(entries):
+        offset = base + len(body)
+        body += local_header(entry) + entry.data + entry.descriptor
+        body += layout.gaps.get(index, b"")
         central += central_header(entry, offset)
+    body += layout.before_directory
     count = len(entries) if declared_count is None else declared_count
-    return bytes(body + central + end_of_directory(count, len(central), len(body)))
+    end = end_of_directory(count, len(central), base + len(body), layout.comment,
+                           layout.disks, layout.comment_length)
+    return layout.prefix + bytes(body + central + end) + layout.trailer
 
 
 # ---------------------------------------------------------------- exchange content
@@ -214,9 +246,11 @@ class Exchange:
         return [*self.content_entries(), deflated(MANIFEST_NAME, self.manifest_bytes()),
                 stored(SIGNATURE_NAME, self.signature_bytes())]
 
-    def build(self, entries: list[Entry] | None = None) -> Crafted:
+    def build(self, entries: list[Entry] | None = None,
+              layout: Layout = Layout()) -> Crafted:
         """Return the file name and the archive's bytes."""
-        return Crafted(self.name, zip_bytes(self.entries() if entries is None else entries))
+        return Crafted(self.name, zip_bytes(self.entries() if entries is None else entries,
+                                            layout=layout))
 
 
 @dataclass(frozen=True)
@@ -603,6 +637,49 @@ def _dossier_unknown(key: SigningKey) -> Crafted:
     return Exchange(key, manifest=manifest_dict(key, dossier="9999999"), name=name).build()
 
 
+def _laid_out(**layout: Any) -> Callable[[SigningKey], Crafted]:
+    """A correct exchange with bytes where the canonical layout has none."""
+    def build(key: SigningKey) -> Crafted:
+        return Exchange(key).build(layout=Layout(**layout))
+    return build
+
+
+def _archive_prepended(key: SigningKey) -> Crafted:
+    # Another reader, reading from the front, would find this other archive first.
+    other = Exchange(key, files={"ecritures.xml": b"<ecritures/>"}).build().data
+    return Exchange(key).build(layout=Layout(prefix=other, shift=False))
+
+
+def _descriptor(entry: Entry, crc: int | None = None, size: int | None = None) -> Entry:
+    """`entry` with its CRC-32 and sizes in a data descriptor after the data."""
+    body = struct.pack("<4sIII", b"PK\x07\x08", entry.crc if crc is None else crc,
+                       entry.declared_compress_size, entry.size if size is None else size)
+    return replace(entry, flags=entry.flags | 0x8, local_crc=0, local_compress_size=0,
+                   local_size=0, descriptor=body)
+
+
+def _with_first(change: Callable[[Entry], Entry]) -> Callable[[SigningKey], Crafted]:
+    def build(key: SigningKey) -> Crafted:
+        exchange = Exchange(key)
+        entries = exchange.entries()
+        entries[0] = change(entries[0])
+        return exchange.build(entries)
+    return build
+
+
+def _with_last_but_one(key: SigningKey, change: Callable[[Entry], Entry]) -> Crafted:
+    exchange = Exchange(key)
+    entries = exchange.entries()
+    entries[-2] = change(entries[-2])
+    return exchange.build(entries)
+
+
+def _sequence(value: int) -> Callable[[SigningKey], Crafted]:
+    def build(key: SigningKey) -> Crafted:
+        return signed_manifest(key, lambda d: _set(d, "sequence", value))
+    return build
+
+
 _DOSSIER_NAME = make_name(DOSSIER, GENERATED_AT, Kind.DOSSIER)
 
 HOSTILE: tuple[Case, ...] = (
@@ -623,16 +700,42 @@ HOSTILE: tuple[Case, ...] = (
          lambda key: with_content_entry(key, method=14, local_method=14)),
     Case("duplicate-member", Code.MEMBER_DUPLICATE,
          _carries(deflated("ecritures.xml", CONTENT["ecritures.xml"]), listed=False)),
-    Case("local-name-differs", Code.MEMBER_CORRUPT,
+    Case("local-name-differs", Code.HEADER_MISMATCH,
          lambda key: with_content_entry(key, local_name=b"../../evil.sh")),
-    Case("local-method-differs", Code.MEMBER_CORRUPT,
+    Case("local-method-differs", Code.HEADER_MISMATCH,
          lambda key: with_content_entry(key, local_method=STORED)),
-    Case("local-encryption-differs", Code.MEMBER_CORRUPT,
+    Case("local-encryption-differs", Code.HEADER_MISMATCH,
          lambda key: with_content_entry(key, local_flags=0x801)),
     Case("stored-sizes-differ", Code.MEMBER_CORRUPT,
          lambda key: with_entry(key, replace(stored("a.xml", b"<a/>"), compress_size=3))),
     Case("symlink-member", Code.SYMLINK,
          _carries(stored("lien.xml", b"/etc/passwd", external_attr=SYMLINK_FILE))),
+    # ---- every byte of the file belongs to the canonical layout
+    Case("sfx-prefix", Code.DATA_BEFORE, _laid_out(prefix=b"MZ\x90\x00" + b"\0" * 60)),
+    Case("prefix-offsets-unshifted", Code.DATA_BEFORE,
+         _laid_out(prefix=b"#!/bin/sh\nexit 0\n", shift=False)),
+    Case("second-archive-prepended", Code.DATA_BEFORE, _archive_prepended),
+    Case("gap-between-members", Code.DATA_BETWEEN, _laid_out(gaps={0: b"hidden"})),
+    Case("gap-before-directory", Code.DATA_BETWEEN, _laid_out(before_directory=b"hidden")),
+    Case("bytes-after-end-record", Code.DATA_AFTER, _laid_out(trailer=b"hidden")),
+    Case("comment-runs-past-end", Code.TRUNCATED,
+         _laid_out(comment=b"short", comment_length=500)),
+    Case("end-record-second-disk", Code.MULTI_DISK, _laid_out(disks=(1, 1))),
+    Case("member-on-second-disk", Code.MULTI_DISK, _with_first(lambda e: replace(e, disk=1))),
+    Case("local-crc-differs", Code.HEADER_MISMATCH,
+         _with_first(lambda e: replace(e, local_crc=e.crc ^ 1))),
+    Case("local-size-differs", Code.HEADER_MISMATCH,
+         _with_first(lambda e: replace(e, local_compress_size=e.declared_compress_size - 1))),
+    Case("local-flags-differ", Code.HEADER_MISMATCH,
+         _with_first(lambda e: replace(e, local_flags=e.flags | 0x2))),
+    Case("descriptor-crc-differs", Code.HEADER_MISMATCH,
+         _with_first(lambda e: _descriptor(e, crc=e.crc ^ 1))),
+    Case("descriptor-size-differs", Code.HEADER_MISMATCH,
+         _with_first(lambda e: _descriptor(e, size=e.size + 1))),
+    Case("crc-wrong-sha256-right", Code.MEMBER_CRC,
+         _with_first(lambda e: replace(e, crc=e.crc ^ 0x5A5A))),
+    Case("manifest-crc-wrong", Code.MEMBER_CRC,
+         lambda key: _with_last_but_one(key, lambda e: replace(e, crc=e.crc ^ 1))),
     # ---- dangerous member paths in the archive
     Case("path-absolute", Code.PATH_UNSAFE, _carries_path("/etc/cron.d/evil")),
     Case("path-dotdot", Code.PATH_UNSAFE, _carries_path("../../.bashrc")),
@@ -651,6 +754,9 @@ HOSTILE: tuple[Case, ...] = (
     Case("path-trailing-dot", Code.PATH_UNSAFE, _carries_path("ecritures.xml.")),
     Case("path-device-name", Code.PATH_UNSAFE, _carries_path("situations/CON.xml")),
     Case("path-bidi-override", Code.PATH_UNSAFE, _carries_path("facture\u202elmx.exe")),
+    Case("path-unassigned-code-point", Code.PATH_UNSAFE, _carries_path("facture\U000e0fffx.xml")),
+    Case("path-private-use", Code.PATH_UNSAFE, _carries_path("facture\ue000.xml")),
+    Case("path-noncharacter", Code.PATH_UNSAFE, _carries_path("facture\ufdd0.xml")),
     Case("signed-manifest-lists-dotdot", Code.PATH_UNSAFE, _lists_path("../evil.xml")),
     Case("signed-manifest-lists-absolute", Code.PATH_UNSAFE, _lists_path("/tmp/evil.xml")),
     # ---- names that collide once extracted
@@ -697,6 +803,9 @@ HOSTILE: tuple[Case, ...] = (
     Case("fiscal-year-backwards", Code.MANIFEST_MALFORMED,
          _field(lambda d: _set(d, "fiscal_year.end", "2019-12-31"))),
     Case("sequence-zero", Code.MANIFEST_MALFORMED, _field(lambda d: _set(d, "sequence", 0))),
+    Case("sequence-2-pow-63", Code.MANIFEST_MALFORMED, _sequence(2**63)),
+    Case("size-2-pow-63", Code.MANIFEST_MALFORMED,
+         _field(lambda d: _set(d["files"][0], "size", 2**63))),
     Case("unknown-module", Code.MANIFEST_MALFORMED,
          _field(lambda d: _set(d, "modules", {"paie": ["ecritures.xml"]}))),
     Case("lists-reserved-name", Code.MANIFEST_MALFORMED,
