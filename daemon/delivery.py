@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import logging
 import os
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,14 +16,18 @@ from pathlib import Path
 from daemon.app import AppWatcher
 from daemon.config import AppConfig, Paths
 from daemon.fsutil import (
+    CopyRefused,
     atomic_copy,
     durable_link,
     exclusive_lock,
     fsync_dir,
     is_orphan_temp,
-    sha256_file,
+    open_quietly,
 )
+from daemon.i18n import _
 from daemon.queue import Item, Queue, State
+
+log = logging.getLogger(__name__)
 
 TRASH_DAYS = 30
 
@@ -31,6 +38,9 @@ class Result(enum.StrEnum):
     DELIVERED = "delivered"
     RESTART_REQUIRED = "restart-required"  # an étalon update while the application runs
     HELD = "held"  # waits behind an earlier update of the same dossier
+    # Its copy in the queue is no longer what was verified (changed on disk, or replaced
+    # by a link): nothing is handed over, it waits, and holds back the dossier's later ones.
+    ALTERED = "altered"
     NOT_WAITING = "not-waiting"  # already handled (maybe by another process)
 
 
@@ -106,7 +116,10 @@ class Delivery:
                     blocked.add(dossier)
                     outcomes.append(DeliveryOutcome(item, Result.RESTART_REQUIRED))
                     continue
-            outcomes.append(self._deliver(item, inbox))
+            outcome = self._deliver(item, inbox)
+            if outcome.result is Result.ALTERED:
+                blocked.add(dossier)
+            outcomes.append(outcome)
         return outcomes
 
     @staticmethod
@@ -116,17 +129,30 @@ class Delivery:
         Two updates generated at the same local time in different time zones share a
         name: the second waits until the application has taken the first.
         """
-        target = inbox / item.name
         try:
-            return sha256_file(target) != item.sha256
+            fd = open_quietly(inbox / item.name)  # a link there is not ours: never followed
         except FileNotFoundError:
             return False
+        except OSError:
+            return True
+        with os.fdopen(fd, "rb") as held:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return True
+            return hashlib.file_digest(held, "sha256").hexdigest() != item.sha256
 
     def _deliver(self, item: Item, inbox: Path) -> DeliveryOutcome:
         source = self.queue.spool_path(item)
         try:
+            # What the application gets is checked against what was verified while it is
+            # copied: a spool file changed or replaced since never reaches the inbox.
             atomic_copy(source, inbox / item.name,
-                        created=lambda temp: self.queue.begin_handover(item.id, temp))
+                        created=lambda temp: self.queue.begin_handover(item.id, temp),
+                        sha256=item.sha256, follow_links=False)
+        except CopyRefused as refused:
+            self.queue.finish_handover(item.id, delivered=False)
+            log.warning(_("%s not handed over: its copy in the queue is not the verified "
+                          "file (%s)"), item.name, refused.why)
+            return DeliveryOutcome(item, Result.ALTERED)
         except BaseException:
             self.queue.finish_handover(item.id, delivered=False)
             raise

@@ -25,6 +25,7 @@ from daemon.bus import EventBus
 from daemon.config import Config, Paths
 from daemon.events import SourceFailed
 from daemon.fsutil import atomic_write_bytes
+from daemon.i18n import _
 from daemon.intake import Batch, Intake
 from daemon.naming import ExchangeName
 from daemon.removable.handover import (
@@ -89,7 +90,7 @@ class FolderWatcher(Source):
         """Watch the folders and take what they already hold."""
         with self._lifecycle:
             if not self.folders:
-                log.info("watched folders: none configured")
+                log.info(_("watched folders: none configured"))
                 return
             if self._thread is not None:
                 return
@@ -141,12 +142,12 @@ class FolderWatcher(Source):
             if folder in self._watched:
                 continue
             if not folder.is_dir():
-                log.info("watched folder %s does not exist (yet)", folder)
+                log.info(_("watched folder %s does not exist (yet)"), folder)
                 continue
             try:
                 observer.schedule(_Forward(self), str(folder), recursive=False)
             except OSError as exc:
-                log.warning("watched folder %s cannot be watched: %s", folder, exc)
+                log.warning(_("watched folder %s cannot be watched: %s"), folder, exc)
                 continue
             self._watched.add(folder)
 
@@ -190,7 +191,7 @@ class FolderWatcher(Source):
                 with os.scandir(folder) as entries:
                     names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
             except OSError as exc:
-                log.info("watched folder %s cannot be read: %s", folder, exc)
+                log.info(_("watched folder %s cannot be read: %s"), folder, exc)
                 continue
             found.update(folder / n for n in names if exchange_name(n) is not None)
             self._forget_missing(folder, names)
@@ -214,9 +215,14 @@ class FolderWatcher(Source):
                     log.debug("%s is not an update of a dossier kept here; left alone", path)
                     continue
                 batch = batches.setdefault(path.parent, Batch(f"folder:{path.parent}"))
-                if self._offer(path, name, batch) is Offer.CHANGED:
+                offer = self._offer(path, name, batch)
+                if offer is Offer.CHANGED:
                     with self._condition:
                         self._due[path] = time.monotonic() + self.settle_s
+                elif offer is Offer.INCOMPLETE:
+                    # Looked at again once it has been quiet: complete then, or refused.
+                    with self._condition:
+                        self._due.setdefault(path, time.monotonic() + self.handover.quiet_s)
         finally:
             for batch in batches.values():
                 if batch:
@@ -231,7 +237,7 @@ class FolderWatcher(Source):
         except Interrupted:
             return None  # stopping: the file is looked at again at the next start
         except StorageFailed as failure:
-            log.warning("%s", failure)
+            # Logged once, by the log's subscriber to SourceFailed (daemon.logs).
             self.bus.publish(SourceFailed(batch.origin, failure.code, failure.message()))
             return None
 
@@ -243,7 +249,7 @@ class FolderWatcher(Source):
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            log.warning("%s cannot be read (%s): every file is looked at again", self.seen_file,
+            log.warning(_("%s cannot be read (%s): every file is looked at again"), self.seen_file,
                         exc)
             return {}
         seen = {}
@@ -259,7 +265,7 @@ class FolderWatcher(Source):
         try:
             atomic_write_bytes(self.seen_file, json.dumps(data, indent=0).encode())
         except OSError as exc:
-            log.warning("%s cannot be written: %s", self.seen_file, exc)
+            log.warning(_("%s cannot be written: %s"), self.seen_file, exc)
 
 
 def _sequence_order(path: Path) -> tuple[str, str, str]:

@@ -3,19 +3,56 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from daemon.errors import N_
+
 CHUNK = 1 << 20
 
 # temp_name() ends every temporary file with ".<pid>.<8 hex digits>.part".
 _TEMP_SUFFIX = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.part$")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Tell whether an error means the disk (or the user's quota) is full, including
+    SQLite's ways of saying it (a full disk often shows as its "disk I/O error")."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        text = str(exc).lower()
+        return "disk is full" in text or "disk i/o error" in text
+    return False
+
+
+# Why a file cannot be read, in words of the catalogue (the system's are in English).
+_OS_ERROR_WORDS = {
+    errno.ENOENT: N_("the file does not exist"),
+    errno.EACCES: N_("access denied"),
+    errno.EPERM: N_("access denied"),
+    errno.EISDIR: N_("this is a folder, not a file"),
+    errno.ENAMETOOLONG: N_("the name is too long"),
+    errno.ELOOP: N_("a link that leads nowhere"),
+    errno.EIO: N_("the disk or the key cannot be read (input/output error)"),
+    errno.ENXIO: N_("the device is not there"),
+    errno.ENODEV: N_("the device is not there"),
+}
+
+
+def os_error_words(exc: OSError) -> str:
+    """Return why an operation on a file failed, as a message of the catalogue (to be
+    translated where it is shown: a Rejected's detail is)."""
+    return _OS_ERROR_WORDS.get(exc.errno or 0, N_("a read error"))
 
 
 def fsync_dir(folder: Path) -> None:
@@ -53,17 +90,18 @@ def is_orphan_temp(path: Path) -> bool:
 @contextlib.contextmanager
 def atomic_writer(final: Path,
                   created: Callable[[Path], None] | None = None,
-                  *, sync: bool = True) -> Iterator[BinaryIO]:
+                  *, sync: bool = True, private: bool = False) -> Iterator[BinaryIO]:
     """Open a temporary file that becomes `final` only once fully written and flushed.
 
     `created` is called with the temporary file's path once that name is on the disk,
     before anything is written to it. `sync=False` skips every flush to the disk: the
     rename is still atomic (never a half file under `final`), but a power cut may bring
     the previous version back (for notes rewritten often, made durable now and then).
+    `private` makes the file readable by the user alone (mode 0600) from its creation.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(final)
-    out = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+    out = open_private(tmp) if private else open(tmp, "xb")  # noqa: SIM115 - closed below
     try:
         if created is not None:
             if sync:
@@ -87,10 +125,27 @@ def atomic_writer(final: Path,
         raise
 
 
-def atomic_write_bytes(final: Path, data: bytes) -> None:
-    """Write `data` to `final` atomically and durably."""
-    with atomic_writer(final) as out:
+def atomic_write_bytes(final: Path, data: bytes, *, private: bool = False) -> None:
+    """Write `data` to `final` atomically and durably (mode 0600 with `private`)."""
+    with atomic_writer(final, private=private) as out:
         out.write(data)
+
+
+_OPEN_FLAGS = {"xb": os.O_CREAT | os.O_EXCL, "wb": os.O_CREAT | os.O_TRUNC,
+               "ab": os.O_CREAT | os.O_APPEND}
+
+
+def open_private(path: Path, mode: str = "xb") -> BinaryIO:
+    """Open `path` for writing ("xb", "wb" or "ab") as a file only the user may read:
+    created with mode 0600, never more open even for a moment (whatever the umask)."""
+    flags = (os.O_WRONLY | _OPEN_FLAGS[mode] | getattr(os, "O_BINARY", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, flags, 0o600)
+    try:
+        return os.fdopen(fd, "ab" if mode == "ab" else "wb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def durable_move(src: Path, final: Path) -> None:
@@ -185,9 +240,11 @@ def copy_hashing(
     """
     digest = digest or hashlib.sha256()
     size = 0
-    with atomic_writer(final) as out:
+    # Private: what is copied is someone's accounts. Reads stop one byte past the limit,
+    # whatever the source claims or holds.
+    with atomic_writer(final, private=True) as out:
         writeback = Writeback(out.fileno())
-        while chunk := src.read(CHUNK):
+        while chunk := src.read(CHUNK if limit is None else min(CHUNK, limit + 1 - size)):
             size += len(chunk)
             if limit is not None and size > limit:
                 raise OverflowError(size)
@@ -199,11 +256,57 @@ def copy_hashing(
     return digest.hexdigest(), size
 
 
+class _Hashing:
+    """A writer that hashes what it writes on the way."""
+
+    def __init__(self, out: BinaryIO, digest: Digest) -> None:
+        self._out = out
+        self._digest = digest
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._out.write(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+class CopyRefused(Exception):
+    """The file to copy is not the one expected: a link, not a plain file, or other bytes."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"{path}: {why}")
+
+
 def atomic_copy(src: Path, final: Path,
-                created: Callable[[Path], None] | None = None) -> None:
-    """Copy a file to `final` atomically and durably (`created`: see atomic_writer)."""
-    with open(src, "rb") as source, atomic_writer(final, created) as out:
-        shutil.copyfileobj(source, out, CHUNK)
+                created: Callable[[Path], None] | None = None, *,
+                sha256: str | None = None, follow_links: bool = True) -> None:
+    """Copy a file to `final` atomically and durably (`created`: see atomic_writer).
+
+    With `sha256`, `final` appears only if the bytes copied have that SHA-256, checked as
+    they go by (no second read); without `follow_links`, a link is not followed. Either
+    refusal raises CopyRefused and leaves nothing behind.
+    """
+    if sha256 is None and follow_links:
+        with open(src, "rb") as source, atomic_writer(final, created) as out:
+            shutil.copyfileobj(source, out, CHUNK)
+        return
+    try:
+        fd = open_quietly(src, follow_links=follow_links)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CopyRefused(src, "a link") from None
+        raise
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CopyRefused(src, "not a plain file")
+        digest = hashlib.sha256()
+        with atomic_writer(final, created) as out:
+            shutil.copyfileobj(source, _Hashing(out, digest), CHUNK)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise CopyRefused(src, f"SHA-256 {digest.hexdigest()[:16]}… ≠ {sha256[:16]}…")
 
 
 class PartDigests:

@@ -19,10 +19,13 @@ from daemon.fsutil import (
     atomic_write_bytes,
     copy_hashing,
     durable_move,
+    is_disk_full,
+    is_orphan_temp,
     open_quietly,
+    os_error_words,
     temp_name,
 )
-from daemon.naming import Kind, parse_name
+from daemon.naming import Kind, parse_offered_name
 from daemon.queue import Item, Outcome, Queue
 from daemon.zipstream import MemberHash
 
@@ -94,6 +97,7 @@ class Intake:
         self.paths = paths
         self.queue = queue
         self.limits = limits
+        self._cleaned = False
 
     def import_path(self, path: Path, origin: str) -> IntakeResult:
         """Import a file by path (a key, a watched folder, the command line)."""
@@ -116,7 +120,7 @@ class Intake:
         try:
             fd = open_quietly(path, follow_links=True)
         except OSError as exc:
-            raise Rejected(Code.UNREADABLE, exc.strerror or exc) from None
+            raise Rejected(Code.UNREADABLE, os_error_words(exc)) from None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -132,7 +136,8 @@ class Intake:
         """Import a file from an open stream, known to the user as `name`."""
         name, origin = encodable(name), encodable(origin)
         self.paths.staging.mkdir(parents=True, exist_ok=True)
-        staged = temp_name(self.paths.staging / os.path.basename(name))
+        self._remove_dead_copies()
+        staged = temp_name(self.paths.staging / _local_name(name))
         try:
             digest = new_digest(self.limits)
             sha256, size = copy_hashing(source, staged, limit=self.limits.max_file_size,
@@ -140,11 +145,26 @@ class Intake:
         except OverflowError:
             rejection = Rejected(Code.TOO_LARGE, f"> {self.limits.max_file_size}")
         except OSError as exc:
-            rejection = Rejected(Code.UNREADABLE, exc.strerror or exc)
+            if is_disk_full(exc):
+                raise  # this computer's fault, not the file's: nothing is recorded
+            rejection = Rejected(Code.UNREADABLE, os_error_words(exc))
         else:
             return self.import_staged(staged, name, sha256, size, origin, digest.members)
         # The copy failed part-way: nothing was staged, only the reason is kept.
         return self._reject(staged, name, origin, rejection, None)
+
+    def _remove_dead_copies(self) -> None:
+        """Remove, once per run, the staging copies of runs that were killed (an import
+        interrupted by kill -9 leaves a copy as large as the file it was given)."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        try:
+            leftovers = [path for path in self.paths.staging.iterdir() if is_orphan_temp(path)]
+            for path in leftovers:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass  # the service's start looks again (Queue.recover)
 
     def import_staged(self, staged: Path, name: str, sha256: str, size: int,
                       origin: str, hashed: Mapping[int, MemberHash] | None = None,
@@ -156,8 +176,9 @@ class Intake:
         ExchangeDigest took on the way. The staged file is consumed in every case.
         """
         name, origin = encodable(name), encodable(origin)
+        self._remove_dead_copies()
         try:
-            parse_name(name)
+            parse_offered_name(name)
             return self._verify_and_queue(staged, name, sha256, size, origin, hashed)
         except Rejected as rejection:
             return self._reject(staged, name, origin, rejection, sha256)
@@ -185,16 +206,29 @@ class Intake:
                     sha256: str | None) -> str | None:
         """Keep our private copy of a refused file beside a note saying why."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(name))
-        final = self.paths.quarantine / f"{stamp}-{safe.lstrip('.') or 'file'}"
+        final = self.paths.quarantine / f"{stamp}-{_local_name(name)}"
         note = {"file": name, "origin": origin, "sha256": sha256, "at": stamp,
                 **rejection.as_dict()}
         atomic_write_bytes(final.with_name(final.name + ".reason.json"),
-                           json.dumps(note, ensure_ascii=False, indent=1).encode())
+                           json.dumps(note, ensure_ascii=False, indent=1).encode(),
+                           private=True)
         if not staged.exists():
             return None
         durable_move(staged, final)
         return final.name
+
+
+# Our own names for an offered file (staging copy, quarantine copy and its note) add about
+# 40 characters to this: well within the 255 bytes a file name may have.
+_LOCAL_NAME_LENGTH = 120
+
+
+def _local_name(name: str) -> str:
+    """Return a short, portable name for our copies of a file offered as `name` (which may be
+    any length and hold any character: it is only a hint for whoever looks at the folder)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_"
+                   for c in os.path.basename(name))
+    return safe.lstrip(".")[:_LOCAL_NAME_LENGTH] or "file"
 
 
 def _file_kind(mode: int) -> str:

@@ -16,6 +16,9 @@ DOSSIER_RE = re.compile(r"[A-Za-z0-9]{1,20}")
 _NAME_RE = re.compile(
     r"(?P<dossier>[A-Za-z0-9]{1,20})-(?P<stamp>[0-9]{14})\.(?P<ext>(?i:wwz|wvz))"
 )
+# Browsers and mail clients save a second download of "a.wwz" as "a (1).wwz": the same
+# file, which every way in (import, watched folders, keys) takes under its canonical name.
+_COPY_SUFFIX = re.compile(r"\s?\(\d{1,3}\)(?=\.[A-Za-z]{3}$)")
 STAMP_FORMAT = "%Y%m%d%H%M%S"
 MAX_PATH_LENGTH = 240
 MAX_COMPONENT_LENGTH = 120
@@ -66,6 +69,21 @@ def parse_name(name: str) -> ExchangeName:
     return ExchangeName(match["dossier"], saved_at, kind)
 
 
+def parse_offered_name(name: str) -> ExchangeName:
+    """Parse the name of a file offered to passeur: an exchange name, perhaps with the
+    ' (1)' a browser adds to a second download; raise Rejected(BAD_NAME) otherwise."""
+    try:
+        return parse_name(name)
+    except Rejected:
+        original = _COPY_SUFFIX.sub("", name, count=1)
+        if original == name:
+            raise
+    try:
+        return parse_name(original)
+    except Rejected:
+        raise Rejected(Code.BAD_NAME, name) from None
+
+
 def looks_like_exchange(name: str) -> bool:
     """Tell whether a file name is an exchange file name (cheap filter for scanners)."""
     try:
@@ -82,9 +100,11 @@ def make_name(dossier: str, saved_at: datetime, kind: Kind) -> str:
 
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _FORBIDDEN_CHARS = frozenset('\\:\x00*?"<>|')
-# Control, format (bidi overrides, zero-width), surrogate and line/paragraph separators:
-# invisible or unrepresentable in a file name, and the stuff of spoofed names.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned (which
+# includes the noncharacters) and line/paragraph separators: invisible, unrepresentable or
+# meaning nothing agreed in a file name, and the stuff of spoofed names. A code point
+# unassigned today may be given a meaning (and a case folding) that another system knows.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 # Windows opens a device, not a file, for these names, whatever the extension.
 _WINDOWS_DEVICES = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}

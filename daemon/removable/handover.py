@@ -8,7 +8,6 @@ import errno
 import hashlib
 import logging
 import os
-import re
 import sqlite3
 import stat
 import struct
@@ -22,10 +21,17 @@ from daemon.bus import EventBus
 from daemon.errors import Code, Rejected
 from daemon.events import BatchFinished, DownloadProgress
 from daemon.exchange import new_digest
-from daemon.fsutil import CHUNK, Writeback, open_quietly, temp_name
+from daemon.fsutil import (
+    CHUNK,
+    Writeback,
+    open_private,
+    open_quietly,
+    os_error_words,
+    temp_name,
+)
 from daemon.i18n import _, ngettext
 from daemon.intake import Batch, Intake, IntakeResult
-from daemon.naming import ExchangeName, Kind, parse_name
+from daemon.naming import ExchangeName, Kind, parse_offered_name
 from daemon.queue import Outcome
 from daemon.zipstream import ExchangeDigest
 
@@ -37,19 +43,17 @@ _ZIP64_LOCATOR_SIZE = 20
 # The end record, its longest comment and the ZIP64 locator just before it.
 TAIL_SIZE = _EOCD_SIZE + 0xFFFF + _ZIP64_LOCATOR_SIZE
 PROGRESS_INTERVAL_S = 0.5
-
-# Browsers and mail clients save a second download of "a.wwz" as "a (1).wwz".
-_COPY_SUFFIX = re.compile(r"\s?\(\d{1,3}\)(?=\.[A-Za-z]{3}$)")
-
+# A file without a ZIP end record is taken to be still written while it changed within
+# this long; after that it is complete, only not an exchange file (or a damaged one), and
+# is handed to the intake to be refused once, with its reason, like any other bad file.
+QUIET_S = 60.0
 
 def exchange_name(filename: str) -> ExchangeName | None:
     """Return the exchange name a file carries (any case, with a ' (1)' copy suffix), or None."""
-    for candidate in (filename, _COPY_SUFFIX.sub("", filename, count=1)):
-        try:
-            return parse_name(candidate)
-        except Rejected:
-            continue
-    return None
+    try:
+        return parse_offered_name(filename)
+    except Rejected:
+        return None
 
 
 def has_zip_end(tail: bytes, size: int) -> bool:
@@ -151,9 +155,10 @@ def _read_tail(fd: int, size: int) -> bytes:
 class Handover:
     """Copies complete exchange files into staging while hashing, and queues them."""
 
-    def __init__(self, intake: Intake, bus: EventBus) -> None:
+    def __init__(self, intake: Intake, bus: EventBus, quiet_s: float = QUIET_S) -> None:
         self.intake = intake
         self.bus = bus
+        self.quiet_s = quiet_s
 
     def offer(self, path: Path, name: ExchangeName, origin: str, batch: Batch,
               seen: dict[str, Fingerprint], still_there: Callable[[], bool]) -> Offer:
@@ -203,7 +208,7 @@ class Handover:
             if not still_there():
                 raise Interrupted(str(path)) from exc
             raise _ReadFailed(exc) from exc
-        if not has_zip_end(tail, before.st_size):
+        if not has_zip_end(tail, before.st_size) and self._changed_lately(before):
             return Offer.INCOMPLETE
         fingerprint = Fingerprint(before.st_size, before.st_mtime_ns,
                                   hashlib.sha256(tail).hexdigest())
@@ -221,6 +226,12 @@ class Handover:
         staged, digest = copied
         return staged, digest, fingerprint
 
+    def _changed_lately(self, info: os.stat_result) -> bool:
+        """Tell whether the file was written within the quiet time (mtime, or ctime for a
+        file copied with its old modification time kept)."""
+        latest = max(info.st_mtime_ns, info.st_ctime_ns) / 1e9
+        return time.time() - latest < self.quiet_s
+
     def _unreadable(self, path: Path, name: ExchangeName, origin: str, batch: Batch,
                     seen: dict[str, Fingerprint], error: OSError) -> Offer:
         """Refuse a file that cannot be read, once (until its size or time changes)."""
@@ -231,7 +242,7 @@ class Handover:
         fingerprint = Fingerprint(info.st_size, info.st_mtime_ns, "unreadable")
         if seen.get(str(path)) == fingerprint:
             return Offer.SEEN
-        self._refuse(name, origin, batch, Rejected(Code.UNREADABLE, error.strerror or error))
+        self._refuse(name, origin, batch, Rejected(Code.UNREADABLE, os_error_words(error)))
         seen[str(path)] = fingerprint
         return Offer.TAKEN
 
@@ -243,14 +254,14 @@ class Handover:
         staging = self.intake.paths.staging
         try:
             staging.mkdir(parents=True, exist_ok=True)
-            out = open(temp_name(staging / name.canonical), "xb")  # noqa: SIM115 - closed below
+            staged = temp_name(staging / name.canonical)
+            out = open_private(staged)
         except OSError as exc:
             raise StorageFailed(origin, exc) from exc
-        staged = Path(out.name)
         try:
             digest, size = self._pump(fd, out, path, name, origin, before.st_size, still_there)
             if size != before.st_size or _changed(fd, path, before):
-                log.info("%s changed while it was copied: taken again later", path)
+                log.info(_("%s changed while it was copied: taken again later"), path)
                 out.close()
                 staged.unlink(missing_ok=True)
                 return None
@@ -300,7 +311,7 @@ class Handover:
         if result.outcome is Outcome.QUEUED and result.item is not None:
             log.debug("%s: %s queued (item %s)", origin, result.name, result.item.id)
         elif result.outcome is Outcome.DUPLICATE:
-            log.info("%s: %s was already received", origin, result.name)
+            log.info(_("%s: %s was already received"), origin, result.name)
         elif result.rejection is not None:
             log.debug("%s: %s refused: %s", origin, result.name,
                       result.rejection.reason_in("en"))
@@ -374,4 +385,6 @@ def describe_batch(event: BatchFinished) -> str:
         return _("Folder {folder}: {summary}").format(folder=where, summary=summary)
     if kind == "web":
         return _("Accountant's site: {summary}").format(summary=summary)
+    if kind == "manual":  # passeur import, Importer…: never the bare word in a sentence
+        return _("Imported by hand: {summary}").format(summary=summary)
     return _("{origin}: {summary}").format(origin=event.origin, summary=summary)

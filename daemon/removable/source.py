@@ -20,6 +20,7 @@ from pathlib import Path
 from daemon.bus import EventBus
 from daemon.config import Config, Paths
 from daemon.events import PollFinished, PollStarted, SourceFailed
+from daemon.i18n import _
 from daemon.intake import Batch, Intake
 from daemon.naming import ExchangeName, Kind
 from daemon.removable.handover import (
@@ -66,7 +67,7 @@ def _scan_folder(folder: Path, found: list[tuple[Path, ExchangeName]]) -> list[P
                     if name is not None:
                         found.append((Path(entry.path), name))
     except OSError as exc:
-        log.info("cannot list %s: %s", folder, exc)
+        log.info(_("cannot list %s: %s"), folder, exc)
     return subfolders
 
 
@@ -114,14 +115,14 @@ class RemovableSource(Source):
         """Start watching for removable drives (the drives already there are scanned too)."""
         with self._lifecycle:
             if not self.enabled:
-                log.info("removable drives: switched off in the configuration")
+                log.info(_("removable drives: switched off in the configuration"))
                 return
             if self._thread is not None:
                 return
             try:
                 self._monitor = self._monitor_factory()
             except OSError as exc:
-                log.warning("removable drives cannot be watched: %s", exc)
+                log.warning(_("removable drives cannot be watched: %s"), exc)
                 self.bus.publish(SourceFailed("usb", "unavailable", str(exc)))
                 return
             self._stopping.clear()
@@ -176,7 +177,7 @@ class RemovableSource(Source):
         current = {(v.mount_point, v.device): v for v in monitor.volumes()}
         for key in [k for k in self._sessions if k not in current]:
             session = self._sessions.pop(key)
-            log.info("removable drive %s removed", session.volume.name)
+            log.info(_("removable drive %s removed"), session.volume.name)
             self._finish(session)
         if self.paused:
             # A key plugged in meanwhile stays unknown: resume() rescans and takes it then.
@@ -189,7 +190,7 @@ class RemovableSource(Source):
                 return
             known = self._sessions.get(key)
             if known is None:
-                log.info("removable drive %s mounted at %s", volume.name, volume.mount_point)
+                log.info(_("removable drive %s mounted at %s"), volume.name, volume.mount_point)
                 session = self._sessions[key] = _Session(volume, Batch(volume.origin))
                 self._scan(session)
             elif rescan or (known.retry_at is not None and known.retry_at <= now):
@@ -207,13 +208,13 @@ class RemovableSource(Source):
                 offer = self.handover.offer(path, name, volume.origin, session.batch,
                                             session.seen, still_there)
             except Interrupted:
-                log.info("%s: %s interrupted (drive removed or service stopping); it will be"
-                         " taken when the drive comes back", volume.origin, path.name)
+                log.info(_("%s: %s interrupted (drive removed or service stopping); it will "
+                           "be taken when the drive comes back"), volume.origin, path.name)
                 if volume.is_present():  # a hiccup, not a removal: try again shortly
                     session.retry_at = time.monotonic() + self.settle_s
                 return
             except StorageFailed as failure:
-                log.warning("%s", failure)
+                # Logged once, by the log's subscriber to SourceFailed (daemon.logs).
                 self.bus.publish(SourceFailed(volume.origin, failure.code, failure.message()))
                 return
             self._note_offer(session, path, offer)
@@ -229,9 +230,10 @@ class RemovableSource(Source):
                 wanted.append((path, name))
             elif path not in session.told:
                 session.told.add(path)
-                what = ("a dossier sent to the accountant" if name.kind is Kind.DOSSIER
-                        else f"for dossier {name.dossier}, not kept on this computer")
-                log.info("%s: %s is %s; left on the drive", session.volume.origin,
+                what = (_("a dossier sent to the accountant") if name.kind is Kind.DOSSIER
+                        else _("for dossier {number}, not kept on this computer").format(
+                            number=name.dossier))
+                log.info(_("%s: %s is %s; left on the drive"), session.volume.origin,
                          path.name, what)
         wanted.sort(key=lambda item: (item[1].dossier, item[1].saved_at, item[0].name))
         return wanted
@@ -245,7 +247,7 @@ class RemovableSource(Source):
     def _note_offer(self, session: _Session, path: Path, offer: Offer) -> None:
         if offer in (Offer.INCOMPLETE, Offer.CHANGED):
             if path not in session.waiting:
-                log.info("%s: %s is not complete yet; waiting", session.volume.origin,
+                log.info(_("%s: %s is not complete yet; waiting"), session.volume.origin,
                          path.name)
             session.waiting.setdefault(path, time.monotonic() + self.incomplete_wait_s)
         else:
@@ -255,7 +257,7 @@ class RemovableSource(Source):
         now = time.monotonic()
         for path, give_up in list(session.waiting.items()):
             if give_up <= now:
-                log.warning("%s: %s stayed incomplete; left on the drive",
+                log.warning(_("%s: %s stayed incomplete; left on the drive"),
                             session.volume.origin, path.name)
                 del session.waiting[path]
         if session.waiting:
