@@ -20,6 +20,9 @@ from daemon.naming import DOSSIER_RE
 APP_NAME = "passeur"
 HOME_ENV = "PASSEUR_HOME"
 NOTIFICATION_EVENTS = ("received", "rejected", "restart_required", "sent", "offline")
+# Kinds that notify only when the config asks (`receipt = true`): the accountant's receipt
+# is always in the journal and the report, a notification would be one more interruption.
+OPT_IN_NOTIFICATIONS = ("receipt",)
 # The tray backends `[tray] backend` may name (tray/backend.py chooses when "auto").
 TRAY_BACKENDS = ("auto", "appindicator", "gtk", "xorg")
 
@@ -104,6 +107,19 @@ class WebSource:
     url: str = ""
     poll_minutes: int = 15
     ca_bundle: Path | None = None
+    # Why this source cannot be used (the file, the key, what was expected), or "": the
+    # other sources go on, and each poll says it.
+    problem: str = field(default="", compare=False)
+
+
+def _is_loopback(host: str) -> bool:
+    """Tell whether `host` is this computer itself (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_objectives() -> tuple[str, ...]:
@@ -120,6 +136,8 @@ class SendConfig:
     email_max_mb: int = 20  # the common providers take 20 to 25 MB per message
     objectives: tuple[str, ...] = ()  # empty: default_objectives(), in the active language
     folder: Path | None = None  # the default *Répertoire*
+    # The first pause after a web send is cut (it doubles at each cut in a row).
+    retry_seconds: int = 30
 
     def objective_choices(self) -> tuple[str, ...]:
         """Return the objectives to offer, the default one first."""
@@ -180,9 +198,7 @@ class Config:
     web: WebSource = WebSource()
     removable: bool = True
     watched_folders: tuple[Path, ...] = ()
-    notifications: dict[str, bool] = field(
-        default_factory=lambda: dict.fromkeys(NOTIFICATION_EVENTS, True)
-    )
+    notifications: dict[str, bool] = field(default_factory=lambda: default_notifications())
     send: SendConfig = SendConfig()
     email: EmailConfig = EmailConfig()
     tray_backend: str = "auto"  # [tray] backend: auto, appindicator, gtk or xorg
@@ -197,6 +213,12 @@ class Config:
     def keyring(self) -> dict[str, PublicKey]:
         """Return the trusted public keys by key id."""
         return {trusted.key.key_id: trusted.key for trusted in self.trusted_keys}
+
+
+def default_notifications() -> dict[str, bool]:
+    """Return the `[notifications]` choices of a config that says nothing: all on, except
+    the kinds asked for only (OPT_IN_NOTIFICATIONS)."""
+    return dict.fromkeys(NOTIFICATION_EVENTS, True) | dict.fromkeys(OPT_IN_NOTIFICATIONS, False)
 
 
 def load_config(path: Path) -> Config:
@@ -414,17 +436,56 @@ class _Validator:
         minutes = self.value(table, "sources.web.poll_minutes", "poll_minutes", int, 15)
         if not 1 <= minutes <= 24 * 60:
             raise self.fail("sources.web.poll_minutes", _("expected minutes between 1 and 1440"))
-        return WebSource(url, minutes, self.optional_path(table, "sources.web.ca_bundle",
-                                                          "ca_bundle"))
+        ca_bundle = self.optional_path(table, "sources.web.ca_bundle", "ca_bundle")
+        url, problem = self.web_url_problem(url)
+        if not problem and ca_bundle is not None:
+            problem = self.ca_bundle_problem(ca_bundle)
+        return WebSource(url, minutes, ca_bundle, problem)
+
+    def web_url_problem(self, url: str) -> tuple[str, str]:
+        """Return the address without any user name or password in it, and why it cannot
+        be used ("" when it can): a password in the file would be printed and sent with
+        every request; a plain http:// address sends it in clear to anyone on the way."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+        except ValueError:
+            return "", self.fail("sources.web.url", _(
+                "expected an address starting with https://")).message()
+        if parts.username is not None or parts.password is not None:
+            bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+            return bare, self.fail("sources.web.url", _(
+                "expected an address without a user name or password: remove them from the "
+                "address and give them with passeur login <dossier> (they are kept in the "
+                "system keyring)")).message()
+        if parts.scheme == "http" and not _is_loopback(host):
+            return url, self.fail("sources.web.url", _(
+                "expected an address starting with https:// (http:// would send the "
+                "password in clear; it is accepted only for this computer itself)")).message()
+        return url, ""
+
+    def ca_bundle_problem(self, ca_bundle: Path) -> str:
+        """Return why the CA bundle cannot be used, or ""."""
+        from daemon.web.tls import CABundleError, check_ca_bundle
+
+        try:
+            check_ca_bundle(ca_bundle)
+        except CABundleError as error:
+            return self.fail("sources.web.ca_bundle", _("{file}: {why}").format(
+                file=error.path, why=_(error.why))).message()
+        return ""
 
     def notifications(self) -> dict[str, bool]:
         table = self.table("notifications")
-        result = dict.fromkeys(NOTIFICATION_EVENTS, True)
+        result = default_notifications()
         for name in table:
             if name not in result:
                 raise self.fail(f"notifications.{name}", _("expected one of: {names}").format(
-                    names=", ".join(NOTIFICATION_EVENTS)))
-            result[name] = self.value(table, f"notifications.{name}", name, bool, True)
+                    names=", ".join(result)))
+            result[name] = self.value(table, f"notifications.{name}", name, bool,
+                                      result[name])
         return result
 
     def bounded(self, where: dict[str, Any], key: str, default: int, low: int,
@@ -448,6 +509,7 @@ class _Validator:
             email_max_mb=self.bounded(table, "send.email_max_mb", 20, 1, 100),
             objectives=tuple(text.strip() for text in objectives),
             folder=self.optional_path(table, "send.folder", "folder"),
+            retry_seconds=self.bounded(table, "send.retry_seconds", 30, 1, 3600),
         )
 
     def email(self) -> EmailConfig:
@@ -494,7 +556,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "sources.web": ("url", "poll_minutes", "ca_bundle"),
     "sources.removable": ("enabled",),
     "sources.folders": ("enabled", "watch"),
-    "send": ("max_kbps", "email_max_mb", "objectives", "folder"),
+    "send": ("max_kbps", "email_max_mb", "objectives", "folder", "retry_seconds"),
     "email": ("smtp_host", "smtp_port", "security", "user", "from", "accountant",
               "timeout_s", "ca_bundle"),
 }

@@ -3,11 +3,13 @@ downloads capped at the indexed size and hashed as they arrive."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import os
 import re
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -22,15 +24,20 @@ from urllib.parse import quote, urljoin
 import requests
 import requests.adapters
 import requests.auth
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 
 from daemon import __version__
+from daemon.errors import N_
 from daemon.exchange import new_digest
-from daemon.fsutil import CHUNK, Writeback
+from daemon.fsutil import CHUNK, Writeback, open_private
+from daemon.i18n import _
 from daemon.web.credentials import BEARER, Credential, CredentialStore
 from daemon.web.failures import Failure, WebError
 from daemon.web.index import INDEX_NAME, IndexEntry
 from daemon.web.state import PartInfo
+from daemon.web.tls import CABundleError, ssl_context
 from daemon.zipstream import ExchangeDigest
 
 USER_AGENT = f"passeur/{__version__}"
@@ -69,6 +76,101 @@ class IndexFetch:
     etag: str | None = None
 
 
+class Watchdog:
+    """Cuts the connections of the requests made within a deadline when it passes.
+
+    Timeouts bound each wait for a byte, not a whole exchange: a server sending its status
+    line, its headers or its body a byte every few seconds would never time out. At the
+    deadline the watchdog shuts the sockets down, which ends any read in progress at once,
+    headers included; `expired` then tells the caller why the exchange failed.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._done = False
+        self._previous: Watchdog | None = None
+        self._timer = threading.Timer(max(0.0, seconds), self._expire)
+        self._timer.daemon = True
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """Watch the socket a request is about to wait on."""
+        if sock is None:
+            return
+        with self._lock:
+            if self._done:
+                return
+            if self.expired.is_set():
+                _cut(sock)
+            else:
+                self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired.set()
+            for sock in self._sockets:
+                _cut(sock)
+
+    def __enter__(self) -> Watchdog:
+        self._previous = getattr(_watching, "watchdog", None)
+        _watching.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _watching.watchdog = self._previous
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            self._sockets.clear()
+
+
+_watching = threading.local()  # the Watchdog of the exchange this thread is in, if any
+
+
+def _cut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for a TLS one: it wakes the reading thread without
+    # touching the TLS state that thread is using.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def current_watchdog() -> Watchdog | None:
+    """Return the watchdog of the exchange this thread is in, if any."""
+    watchdog: Watchdog | None = getattr(_watching, "watchdog", None)
+    return watchdog
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        watchdog = current_watchdog()
+        if watchdog is not None:
+            watchdog.attach(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        watchdog = current_watchdog()
+        if watchdog is not None:
+            watchdog.attach(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
 class _VerifiedAdapter(requests.adapters.HTTPAdapter):
     """Always verifies certificates, with the system's CAs plus an optional extra bundle."""
 
@@ -79,10 +181,14 @@ class _VerifiedAdapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         kwargs["ssl_context"] = self._ssl_context
-        return super().proxy_manager_for(proxy, **kwargs)
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # Whatever a caller or the environment says, verification stays on.
@@ -91,10 +197,9 @@ class _VerifiedAdapter(requests.adapters.HTTPAdapter):
 
 
 def make_session(ca_bundle: Path | None = None) -> requests.Session:
-    """Return a session that verifies TLS (system CAs + `ca_bundle`) and honours proxies."""
-    context = ssl.create_default_context()
-    if ca_bundle is not None:
-        context.load_verify_locations(cafile=str(ca_bundle))
+    """Return a session that verifies TLS (system CAs + `ca_bundle`, PEM or DER) and
+    honours proxies; raise CABundleError when the bundle cannot be used."""
+    context = ssl_context(ca_bundle)
     session = requests.Session()
     adapter = _VerifiedAdapter(context)
     session.mount("https://", adapter)
@@ -114,12 +219,25 @@ class _BearerAuth(requests.auth.AuthBase):
         return request
 
 
+class _BasicAuth(requests.auth.AuthBase):
+    """Basic authentication in UTF-8, as servers and curl read it (RFC 7617's charset):
+    requests would encode the pair in Latin-1, which fails on « œ » and garbles « é »."""
+
+    def __init__(self, user: str, password: str) -> None:
+        pair = f"{user}:{password}".encode()
+        self.header = "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self.header
+        return request
+
+
 def _auth(credential: Credential | None) -> Any:
     if credential is None:
         return None
     if credential.scheme == BEARER:
         return _BearerAuth(credential.secret)
-    return (credential.user, credential.secret)
+    return _BasicAuth(credential.user, credential.secret)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -142,27 +260,42 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def _short_reason(exc: BaseException) -> str:
     """Return a few words on why a connection failed, without the URL or credentials."""
     if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
-        return "timeout"
+        return N_("timeout")
     text = str(exc).lower()
-    for needle, words in (("refused", "connection refused"),
-                          ("name or service not known", "unknown host"),
-                          ("nodename nor servname", "unknown host"),
-                          ("temporary failure in name resolution", "unknown host"),
-                          ("getaddrinfo", "unknown host"),
-                          ("unreachable", "network unreachable"),
-                          ("reset", "connection reset"),
-                          ("certificate verify failed", "certificate verify failed"),
-                          ("proxy", "proxy error")):
+    # Messages of the catalogue (said in the user's language by WebError), never the
+    # library's English.
+    for needle, words in (("refused", N_("connection refused")),
+                          ("name or service not known", N_("unknown host")),
+                          ("nodename nor servname", N_("unknown host")),
+                          ("temporary failure in name resolution", N_("unknown host")),
+                          ("getaddrinfo", N_("unknown host")),
+                          ("unreachable", N_("network unreachable")),
+                          ("reset", N_("connection reset")),
+                          ("certificate verify failed", N_("certificate verify failed")),
+                          ("proxy", N_("proxy error"))):
         if needle in text:
             return words
-    return type(exc).__name__
+    return N_("connection lost")
 
 
 def transport_error(exc: requests.RequestException, dossier: str) -> WebError:
     """Explain a failure to get any HTTP answer at all."""
     if isinstance(exc, requests.exceptions.SSLError):
         return WebError(Failure.TLS, dossier=dossier, detail=_short_reason(exc))
+    if isinstance(exc, requests.exceptions.ProxyError) and "407" in str(exc):
+        # The tunnel to an https:// server was refused by the proxy itself.
+        return WebError(Failure.PROXY_AUTH, dossier=dossier, detail=407)
     return WebError(Failure.OFFLINE, dossier=dossier, detail=_short_reason(exc))
+
+
+def _conditional_headers(validator: str | None) -> dict[str, str]:
+    """Ask for the index only if it changed since `validator` (an ETag or an HTTP date)."""
+    if not validator:
+        return {}
+    # An entity tag is always quoted (or W/"…"); an HTTP date never is.
+    if validator.startswith(('"', 'W/"')):
+        return {"If-None-Match": validator}
+    return {"If-Modified-Since": validator}
 
 
 def _strong_etag(value: str | None) -> str | None:
@@ -182,12 +315,27 @@ class WebClient:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.credentials = credentials
         self.settings = settings or WebSettings()
-        self.session = session or make_session(ca_bundle)
+        self.ca_bundle = ca_bundle
+        # Made at the first request: a bad ca_bundle is then this source's failure, said
+        # at each poll, and never stops the service (nor the other sources) from starting.
+        self._session = session
         self._credentials: dict[str, Credential | None] = {}
+
+    @property
+    def session(self) -> requests.Session:
+        """Return the HTTP session, made at first use; WebError when the CA bundle is bad."""
+        if self._session is None:
+            try:
+                self._session = make_session(self.ca_bundle)
+            except CABundleError as error:
+                raise WebError(Failure.CA_BUNDLE, detail=f"{error.path}: {_(error.why)}",
+                               ) from None
+        return self._session
 
     def close(self) -> None:
         """Close pooled connections."""
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
 
     def url_for(self, dossier: str, name: str) -> str:
         """Return the address of a file in a dossier's folder."""
@@ -200,10 +348,17 @@ class WebClient:
             self._credentials[dossier] = self.credentials.get(dossier)
         return self._credentials[dossier]
 
-    def _get(self, url: str, dossier: str, headers: dict[str, str]) -> requests.Response:
+    def within(self, seconds: float) -> Watchdog:
+        """Return a context in which every request of this thread, status line, headers and
+        body included, is cut off `seconds` from now (see Watchdog)."""
+        return Watchdog(seconds)
+
+    def _get(self, url: str, dossier: str, headers: dict[str, str],
+             what: str) -> requests.Response:
         try:
             return self.request("GET", url, dossier, headers=headers, stream=True)
         except requests.RequestException as exc:
+            _raise_if_expired(dossier, what)
             raise transport_error(exc, dossier) from None
 
     def request(self, method: str, url: str, dossier: str, **kwargs: Any) -> requests.Response:
@@ -225,6 +380,8 @@ class WebClient:
                       name: str) -> WebError:
         status = response.status_code
         given = getattr(response, "credential_given", False)
+        if status == 407:
+            return WebError(Failure.PROXY_AUTH, dossier=dossier, detail=status)
         if status == 401:
             return WebError(Failure.AUTH_FAILED if given else Failure.AUTH_MISSING,
                             dossier=dossier, detail=status)
@@ -245,23 +402,30 @@ class WebClient:
     # ------------------------------------------------------------------ index
 
     def fetch_index(self, dossier: str, etag: str | None) -> IndexFetch:
-        """GET a dossier's index, conditionally: an unchanged index costs one 304."""
-        headers = {"If-None-Match": etag} if etag else {}
-        with self._get(self.url_for(dossier, INDEX_NAME), dossier, headers) as response:
+        """GET a dossier's index, conditionally: an unchanged index costs one 304.
+
+        `etag` is the validator the last answer gave (IndexFetch.etag): its ETag, or its
+        Last-Modified date from a server that sends no ETag (Python's http.server).
+        """
+        headers = _conditional_headers(etag)
+        # An index is small: a server trickling it gets only the base deadline, for the
+        # whole exchange.
+        deadline = time.monotonic() + self.settings.deadline_base
+        with self.within(self.settings.deadline_base), self._get(
+                self.url_for(dossier, INDEX_NAME), dossier, headers, INDEX_NAME) as response:
             if response.status_code == 304:
                 return IndexFetch(True, etag=etag)
             if response.status_code != 200:
                 raise self._status_error(response, dossier, INDEX_NAME)
             cap = self.settings.index_max_size
             body = bytearray()
-            # An index is small: a server trickling it gets only the base deadline.
-            deadline = time.monotonic() + self.settings.deadline_base
             for chunk in self._chunks(response, dossier, deadline, None, INDEX_NAME):
                 body += chunk
                 if len(body) > cap:
                     raise WebError(Failure.TOO_LARGE, dossier=dossier,
                                    detail=f"{INDEX_NAME} > {cap}")
-            return IndexFetch(False, bytes(body), response.headers.get("ETag"))
+            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            return IndexFetch(False, bytes(body), validator)
 
     def _chunks(self, response: requests.Response, dossier: str, deadline: float,
                 stop: threading.Event | None, what: str) -> Any:
@@ -278,9 +442,12 @@ class WebClient:
                 # and a trickling server would then never meet the deadline check.
                 chunk = raw.read1(size, decode_content=False)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
+                _raise_if_expired(dossier, what)
                 raise WebError(Failure.INTERRUPTED, dossier=dossier,
                                detail=f"{what}: {_short_reason(exc)}") from None
             if not chunk:
+                # The end of the body, or the watchdog's cut, which looks the same.
+                _raise_if_expired(dossier, what)
                 return
             yield chunk
 
@@ -319,7 +486,10 @@ class WebClient:
         resume_etag = _strong_etag(info.etag if info else None)
         if have and resume_etag:
             headers = {"Range": f"bytes={have}-", "If-Range": resume_etag}
-        with self._get(url, dossier, headers) as response:
+        # One deadline for the whole exchange, from the request on: headers included.
+        allowed = self.settings.deadline_for(entry.size - have)
+        deadline = time.monotonic() + allowed
+        with self.within(allowed), self._get(url, dossier, headers, entry.name) as response:
             offset = self._body_offset(response, dossier, entry, part, have if headers else 0)
             if offset == 0:
                 have, digest = 0, new_digest()
@@ -333,7 +503,6 @@ class WebClient:
             except OSError as exc:
                 discard_part(part)
                 raise _disk_error(exc, dossier, part) from None
-            deadline = time.monotonic() + self.settings.deadline_for(entry.size - have)
             have = self._write_body(response, dossier, entry, part, have, digest, deadline,
                                     progress, stop)
         if have < entry.size:
@@ -366,7 +535,7 @@ class WebClient:
                     progress: Callable[[int], None] | None,
                     stop: threading.Event | None) -> int:
         try:
-            out = open(part, "ab" if have else "wb")  # noqa: SIM115 - closed below
+            out = open_private(part, "ab" if have else "wb")
         except OSError as exc:
             raise _disk_error(exc, dossier, part) from None
         writeback = Writeback(out.fileno(), have)
@@ -397,6 +566,13 @@ class WebClient:
             except OSError as exc:
                 raise _disk_error(exc, dossier, part) from None
         return have
+
+
+def _raise_if_expired(dossier: str, what: str) -> None:
+    """Say a failure caused by the watchdog's cut for what it is: the deadline."""
+    watchdog = current_watchdog()
+    if watchdog is not None and watchdog.expired.is_set():
+        raise WebError(Failure.DEADLINE, dossier=dossier, detail=what)
 
 
 def part_note(part: Path) -> Path:

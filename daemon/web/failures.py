@@ -12,6 +12,9 @@ class Failure(enum.StrEnum):
     """Stable failure codes of the web source (the `code` of SourceFailed events)."""
 
     NOT_CONFIGURED = "not-configured"
+    SETTING = "setting-invalid"
+    CA_BUNDLE = "ca-bundle-invalid"
+    PROXY_AUTH = "proxy-auth-failed"
     OFFLINE = "offline"
     TLS = "tls-failed"
     AUTH_MISSING = "auth-missing"
@@ -40,6 +43,13 @@ class Failure(enum.StrEnum):
 MESSAGES: dict[Failure, str] = {
     Failure.NOT_CONFIGURED: N_(
         "no address is configured for the accountant's server ([sources.web] url)"),
+    Failure.SETTING: N_("the accountant's server is not used: {detail}"),
+    Failure.CA_BUNDLE: N_(
+        "the certificates given for the accountant's server cannot be used "
+        "([sources.web] ca_bundle): {detail}"),
+    Failure.PROXY_AUTH: N_(
+        "the proxy refused its credentials (HTTP 407): check the user name and password "
+        "in the proxy setting (HTTPS_PROXY)"),
     Failure.OFFLINE: N_("the accountant's server cannot be reached ({detail})"),
     Failure.TLS: N_(
         "the identity of the accountant's server cannot be verified (TLS certificate): "
@@ -104,12 +114,16 @@ class WebError(Exception):
 
     def message(self) -> str:
         """Return the message in the active language."""
-        return _(MESSAGES[self.code]).format(dossier=self.dossier, detail=self.detail)
+        # A detail that is a message of the catalogue (« connection refused ») is said in
+        # that language too; a file name or an HTTP status stays as it is.
+        return _(MESSAGES[self.code]).format(dossier=self.dossier,
+                                             detail=_(self.detail) if self.detail else "")
 
     def message_in(self, language: str) -> str:
         """Return the message in a given language ("fr" or "en")."""
+        detail = in_language(language, self.detail) if self.detail else ""
         return in_language(language, MESSAGES[self.code]).format(dossier=self.dossier,
-                                                                 detail=self.detail)
+                                                                 detail=detail)
 
     @property
     def transient(self) -> bool:

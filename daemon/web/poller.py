@@ -32,6 +32,7 @@ from daemon.events import (
     UpdateQueued,
     UpdateRejected,
 )
+from daemon.i18n import _
 from daemon.intake import Intake
 from daemon.queue import RESUMABLE_PREFIX, Outcome, Queue, State
 from daemon.sources import Source
@@ -105,7 +106,7 @@ class WebPoller(Source):
     def start(self) -> None:
         """Start the polling thread: a first poll now, then every `poll_minutes`."""
         if not self.enabled:
-            log.info("web source: no [sources.web] url configured, not polling")
+            log.info(_("web source: no [sources.web] url configured, not polling"))
             return
         if self._thread is not None:
             return
@@ -196,6 +197,9 @@ class WebPoller(Source):
             self.bus.publish(PollStarted(ORIGIN))
             if not self.enabled:
                 self._failed(WebError(Failure.NOT_CONFIGURED), report)
+            elif self.config.web.problem:
+                # Nothing is sent to an address that would leak the password.
+                self._failed(WebError(Failure.SETTING, detail=self.config.web.problem), report)
             else:
                 numbers = [d.number for d in self.config.dossiers
                            if dossiers is None or d.number in dossiers]
@@ -339,7 +343,7 @@ class WebPoller(Source):
                          and part.exists() and not self._stop.is_set())
                 if not retry:
                     raise
-                log.info("web: %s interrupted (%s), resuming", entry.name, error.detail)
+                log.info(_("web: %s interrupted (%s), resuming"), entry.name, error.detail)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _progress_reporter(self, entry: IndexEntry) -> Callable[[int], None]:
