@@ -40,7 +40,9 @@ class Fault:
     "truncate" (close cleanly after `after` bytes), "trickle" (one byte every `interval`
     seconds), "longer" (append `extra` bytes, announcing the longer length unless
     `announce_length` is False: then the body simply runs until the close), "slow" (chunks
-    of `chunk` bytes every `interval` seconds), "stall" (no answer for `interval` seconds).
+    of `chunk` bytes every `interval` seconds), "stall" (no answer for `interval` seconds),
+    "trickle-head" (the status line and `after` more header lines, `chunk` bytes every
+    `interval` seconds, then the file; `heads_sent` counts the heads that were finished).
     `times` is how many requests it applies to (0: all).
     """
 
@@ -75,6 +77,7 @@ class FaultServer:
         self.token = token
         self.faults: dict[str, list[Fault]] = {}
         self.seen: list[Seen] = []
+        self.heads_sent: list[str] = []  # paths whose trickled head was sent in full
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.on_chunk: Callable[[str, int], None] | None = None
@@ -208,7 +211,31 @@ class _Handler(BaseHTTPRequestHandler):
         if file is None:
             self._send_head(404, {"Content-Length": "0"})
             return
+        if fault is not None and fault.kind == "trickle-head":
+            self._trickle_head(path, "200 OK", file.read_bytes(), fault)
+            return
         self._serve(file, fault)
+
+    def _trickle_head(self, path: str, status: str, data: bytes, fault: Fault) -> None:
+        """Send the answer's head a few bytes at a time, as a hostile or broken server does."""
+        state = self.server_state
+        self._record(int(status.split()[0]))
+        lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(data)}", "Connection: close",
+                 *(f"X-Filler-{n}: {'x' * 20}" for n in range(fault.after))]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        self.close_connection = True
+        try:
+            for start in range(0, len(head), fault.chunk):
+                if state.stopping.is_set():
+                    return
+                self.wfile.write(head[start:start + fault.chunk])
+                self.wfile.flush()
+                time.sleep(fault.interval)
+            with state.lock:
+                state.heads_sent.append(path)
+            self.wfile.write(data)
+        except OSError:
+            return  # the client went away
 
     def do_HEAD(self) -> None:
         """Size and ETag of a file, as nginx answers HEAD (uploads check what arrived)."""
@@ -230,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         Faults: "reset" (RST once `after` bytes of the body arrived, nothing stored),
         "status" (the body is read, then `status` is answered), "stall" (the body is read,
-        then no answer for `interval` seconds).
+        then no answer for `interval` seconds), "trickle-head" (the body is stored, then
+        the answer's head is trickled as for a GET).
         """
         state = self.server_state
         path = unquote(urlsplit(self.path).path)
@@ -265,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
         tmp = target.with_name(f".{target.name}.put")
         tmp.write_bytes(body)
         tmp.replace(target)  # whole or not at all, as nginx does
+        if fault is not None and fault.kind == "trickle-head":
+            self._trickle_head(path, "204 No Content" if existed else "201 Created", b"", fault)
+            return
         self._send_head(204 if existed else 201, {"Content-Length": "0"})
 
     def do_MKCOL(self) -> None:

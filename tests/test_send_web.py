@@ -398,6 +398,22 @@ def test_a_line_down_for_good_fails_then_the_next_send_resends_one_part(
     assert (tmp_path / "inbox" / wvz.name).read_bytes() == wvz.read_bytes()
 
 
+def test_a_part_whose_answer_trickles_ends_at_its_deadline_and_goes_again(
+        home: Home, faults: FaultServer, store: CredentialStore, farmer: SigningKey,
+        wvz: Path, tmp_path: Path) -> None:
+    # Each byte of the answer's head comes well within the read timeout: only a deadline
+    # over the whole exchange ends it.
+    faults.inject(part_name(2), Fault("trickle-head", chunk=1, after=200, interval=0.1))
+    short = dataclasses.replace(FAST, deadline_base=0.6, read_timeout=5.0)
+    dest = WebDestination(faults.base_url, store, farmer, tmp_path / "send-state",
+                          part_size=PART, settings=short)
+    send(dest, wvz)
+    puts = [s for s in faults.requests_for(part_name(2)) if s.method == "PUT"]
+    assert len(puts) == 2  # cut at its deadline, then sent again
+    assert collect(faults.root, tmp_path / "inbox", home.key).ok
+    assert (tmp_path / "inbox" / wvz.name).read_bytes() == wvz.read_bytes()
+
+
 def test_a_part_gone_from_the_server_is_sent_again(faults: FaultServer,
                                                    store: CredentialStore,
                                                    farmer: SigningKey, wvz: Path,

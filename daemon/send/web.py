@@ -375,7 +375,7 @@ class _PartSend:
         try:
             with open(upload.job.file, "rb") as handle:
                 body = upload._part_body(handle, self.state, self.number, self.handed)
-                upload._put(part_name(self.number), body)
+                upload._put(part_name(self.number), body, upload._deadline_for(body.length))
             upload._acknowledged(self.state, self.number, body)
         except _Failure as failure:
             self.failure = failure
@@ -515,23 +515,15 @@ class _Upload:
 
     def _finished_on_server(self) -> bool:
         """Tell whether the server holds this upload's signature (the upload is whole)."""
-        with self._request("HEAD", self._url(SIGNATURE_NAME)) as response:
-            if response.status_code == 401:
-                raise self._status_failure(response)
-            return response.status_code == 200
+        return self._head(SIGNATURE_NAME)[0] == 200
 
     def _keep_acknowledged(self, state: UploadState) -> None:
         """Check with HEAD that the parts remembered as sent are still on the server."""
         for number in sorted(state.parts):
             _offset, length = part_span(state.size, state.part_size, number)
-            response = self._request("HEAD", self._url(part_name(number)))
-            with response:
-                if response.status_code == 401:
-                    raise self._status_failure(response)
-                held = response.headers.get("Content-Length")
-                if response.status_code != 200 or held != str(length):
-                    # Gone (an abandoned upload the firm removed) or not what we sent.
-                    del state.parts[number]
+            if self._head(part_name(number)) != (200, str(length)):
+                # Gone (an abandoned upload the firm removed) or not what we sent.
+                del state.parts[number]
 
     def _take_whole_parts(self, state: UploadState, count: int) -> None:
         """Take as sent the first parts the note lacks that the server holds whole.
@@ -545,12 +537,8 @@ class _Upload:
         missing = [n for n in range(1, count + 1) if n not in state.parts][:RELAY_WIDTH]
         for number in missing:
             offset, length = part_span(state.size, state.part_size, number)
-            with self._request("HEAD", self._url(part_name(number))) as response:
-                if response.status_code == 401:
-                    raise self._status_failure(response)
-                if response.status_code != 200 or (
-                        response.headers.get("Content-Length") != str(length)):
-                    continue
+            if self._head(part_name(number)) != (200, str(length)):
+                continue
             digest = self._known_digest(state, number) or self._part_digest(offset, length)
             state.parts[number] = digest
             log.info("web: %s of %s was already whole on the server", part_name(number),
@@ -574,9 +562,7 @@ class _Upload:
     def _open_upload(self) -> None:
         """Before the first part: find out early (without sending a part for nothing) that
         the password is wrong or the dossier unknown, and make the upload's folder."""
-        with self._request("HEAD", self._url(SIGNATURE_NAME)) as response:
-            if response.status_code == 401:
-                raise self._status_failure(response)
+        self._head(SIGNATURE_NAME)
         self._make_folder()
 
     def _make_folder(self) -> None:
@@ -586,8 +572,8 @@ class _Upload:
         folders at all (object stores), refuse the method: that is fine. A WebDAV server
         without the dossier's upload location answers 409 (no parent to make it in).
         """
-        response = self._request("MKCOL", self._url(""))
-        with response:
+        with self._within(self.settings.deadline_base, "MKCOL"), self._request(
+                "MKCOL", self._url("")) as response:
             status = response.status_code
             if status in (401, 404, 409):  # 409: no upload location to make it in
                 raise self._status_failure(response, missing_folder=status == 409)
@@ -656,17 +642,14 @@ class _Upload:
 
     def _part_body(self, handle: io.BufferedReader, state: UploadState, number: int,
                    handed: threading.Event) -> _PartBody:
-        """Return part `number`'s body, checking cancel, deadline and pace at each chunk."""
+        """Return part `number`'s body, checking cancel and pace at each chunk."""
         offset, length = part_span(state.size, state.part_size, number)
         body = _PartBody(handle, offset, length, self.chunk, lambda n: None,
                          self._known_digest(state, number), handed)
-        deadline = time.monotonic() + self._deadline_for(length)
 
         def on_chunk(count: int) -> None:
             if self.cancel.is_set():
                 raise _Failure("cancelled")
-            if time.monotonic() > deadline:
-                raise _Failure("timeout", part_name(number))
             if self.bucket is not None:
                 self.bucket.take(count)
             self.progress(self._sent_so_far() + count, self.job.size)
@@ -690,22 +673,45 @@ class _Upload:
             rate = min(rate, self.bucket.rate)
         return self.settings.deadline_base + length / rate
 
-    def _put(self, name: str, data: Any) -> None:
-        url = self._url(name)
-        response = self._request("PUT", url, data=data,
-                                 headers={"Content-Type": "application/octet-stream"})
-        if response.status_code == 409:
-            # The upload's folder is missing (removed, or a WebDAV server): make it, again.
-            response.close()
-            self._make_folder()
+    def _put(self, name: str, data: Any, seconds: float | None = None) -> None:
+        """PUT `name` into the upload's folder, the whole exchange within `seconds`."""
+        with self._within(seconds or self.settings.deadline_base, name):
+            url = self._url(name)
             response = self._request("PUT", url, data=data,
                                      headers={"Content-Type": "application/octet-stream"})
-        with response:
-            if response.status_code not in (200, 201, 204):
+            if response.status_code == 409:
+                # The upload's folder is missing (removed, or a WebDAV server): make it.
+                response.close()
+                self._make_folder()
+                response = self._request("PUT", url, data=data,
+                                         headers={"Content-Type": "application/octet-stream"})
+            with response:
+                if response.status_code not in (200, 201, 204):
+                    raise self._status_failure(response)
+                # Read the (small) answer so that the connection serves the next part.
+                with contextlib.suppress(requests.RequestException, OSError):
+                    response.raw.read(_ANSWER_CAP)
+
+    def _head(self, name: str) -> tuple[int, str | None]:
+        """Return the status of a HEAD of `name` in the upload's folder and the length the
+        server holds; a refused password is raised."""
+        with self._within(self.settings.deadline_base, name), self._request(
+                "HEAD", self._url(name)) as response:
+            if response.status_code == 401:
                 raise self._status_failure(response)
-            # Read the (small) answer so that the connection serves the next part.
-            with contextlib.suppress(requests.RequestException, OSError):
-                response.raw.read(_ANSWER_CAP)
+            return response.status_code, response.headers.get("Content-Length")
+
+    @contextlib.contextmanager
+    def _within(self, seconds: float, what: str) -> Iterator[None]:
+        """Hold one exchange to `seconds`, status line and headers included: the socket
+        is cut at the deadline (a server trickling its answer never times out a read)."""
+        with self.client.within(seconds) as watchdog:
+            try:
+                yield
+            except _Failure as failure:
+                if watchdog.expired.is_set() and failure.code != "cancelled":
+                    raise _Failure("timeout", what) from None
+                raise
 
     # ------------------------------------------------------------ requests and failures
 
