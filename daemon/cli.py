@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from daemon import __version__, i18n
 from daemon.commands import Handler
 from daemon.context import Context
-from daemon.errors import ConfigError, Rejected
+from daemon.errors import N_, ConfigError, Rejected
+from daemon.fsutil import is_disk_full
 from daemon.i18n import _, ngettext
 
 if TYPE_CHECKING:
@@ -217,7 +219,8 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
                       "folder": str(d.folder) if d.folder else None} for d in config.dossiers],
         "trusted_keys": [{"id": t.key.key_id, "public_key": t.key.text, "label": t.label}
                          for t in config.trusted_keys],
-        "sources": {"web": {"url": config.web.url, "poll_minutes": config.web.poll_minutes},
+        "sources": {"web": {"url": config.web.url, "poll_minutes": config.web.poll_minutes,
+                            "problem": config.web.problem or None},
                     "removable": config.removable,
                     "watched_folders": [str(p) for p in config.watched_folders]},
         "notifications": config.notifications,
@@ -230,6 +233,8 @@ def cmd_config(ctx: Context, args: argparse.Namespace) -> int:
     }
     for note in config.notes:  # unknown keys, an encoding other than UTF-8
         err(note)
+    if config.web.problem:  # the other sources work: said, not refused
+        err(config.web.problem)
     if args.json:
         emit_json(data)
         return EXIT_OK
@@ -250,7 +255,20 @@ def _print_tree(data: dict[str, Any], indent: str = "") -> None:
             for entry in value:
                 out(f"{indent}  - " + ", ".join(f"{k}={v}" for k, v in entry.items()))
         else:
-            out(f"{indent}{key}: {value}")
+            out(f"{indent}{key}: {_value_words(value)}")
+
+
+def _value_words(value: object) -> str:
+    """Say a setting's value in the user's language (never Python's True, False, None)."""
+    if value is True:
+        return _("yes")
+    if value is False:
+        return _("no")
+    if value is None or value == []:
+        return _("(none)")
+    if isinstance(value, list):
+        return ", ".join(_value_words(item) for item in value)
+    return str(value)
 
 
 # ---------------------------------------------------------------- exchanges and the queue
@@ -328,8 +346,11 @@ def cmd_queue(ctx: Context, args: argparse.Namespace) -> int:
         out(_("No update waiting to be integrated"))
         return EXIT_OK
     out(_("List of entry files to integrate"))
+    # As wide as the longest name: a long one must not push its row's columns out of line.
+    width = max(28, *(len(line.name) for line in lines))
     for line in lines:
-        out(f"{line.id:>5}  {line.name:<28} {_local_time(line.created)}  {state_words(line)}")
+        out(f"{line.id:>5}  {line.name:<{width}} {_local_time(line.created)}  "
+            f"{state_words(line)}")
     return EXIT_OK
 
 
@@ -395,7 +416,9 @@ def cmd_journal(ctx: Context, args: argparse.Namespace) -> int:
         emit_json([{"at": e.at, "item_id": e.item_id, "action": e.action, **e.detail}
                    for e in entries])
         return EXIT_OK
-    for entry in reversed(entries):
+    # Newest first, as the tray's journal lists it (and `passeur journal | head` shows
+    # what just happened).
+    for entry in entries:
         out(f"{_local_time(entry.at)}  {describe_activity(entry.action, entry.detail)}")
     return EXIT_OK
 
@@ -535,7 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="passeur",
         description=_("Carries accounting dossiers between you and your accountant."),
     )
-    parser.add_argument("--version", action="version", version=f"passeur {__version__}")
+    # argparse's own help for --version is a literal it never translates.
+    parser.add_argument("--version", action="version", version=f"passeur {__version__}",
+                        help=_("show program's version number and exit"))
     parser.add_argument("--home", metavar=_("FOLDER"),
                         help=_("keep config, queue and logs in this folder "
                                "(also $PASSEUR_HOME)"))
@@ -650,7 +675,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help=_("keep the temporary folder"))
     p.add_argument("--headless", action="store_true",
                    help=_("without the tray icon, even when a display exists"))
+    _name_placeholders(parser)
     return parser
+
+
+# What the help shows for a value when an option gives no placeholder of its own: argparse
+# would show the option's English name (NAME, LABEL, number…).
+_PLACEHOLDERS = {
+    "dossier": N_("DOSSIER"), "name": N_("NAME"), "sequence": N_("NUMBER"),
+    "objective": N_("OBJECTIVE"), "comments": N_("COMMENTS"), "date": N_("DATE"),
+    "key": N_("KEY"), "label": N_("LABEL"), "number": N_("NUMBER"), "folder": N_("FOLDER"),
+    "limit": N_("NUMBER"), "user": N_("USER"), "documents": N_("DOCUMENT"),
+    "url": N_("ADDRESS"), "email": N_("EMAIL"), "kind": N_("KIND"),
+}
+
+
+def _name_placeholders(parser: argparse.ArgumentParser) -> None:
+    """Give every value without a placeholder (and without a list of choices) one in the
+    user's language, in every sub-command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _name_placeholders(sub)
+        elif (action.metavar is None and action.choices is None and action.nargs != 0
+              and action.dest in _PLACEHOLDERS):
+            action.metavar = _(_PLACEHOLDERS[action.dest])
 
 
 def _home_option(argv: Sequence[str]) -> str | None:
@@ -700,6 +749,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`passeur journal | head -1`): that is the end, not an error.
         silence_stdout()
         return EXIT_OK
+    except (OSError, sqlite3.Error) as exc:
+        if not is_disk_full(exc):
+            raise
+        err(_("The disk is full: passeur cannot write in {folder}. Free some space, then "
+              "try again (nothing was recorded, no file was refused).").format(
+                  folder=ctx.paths.data))
+        return EXIT_FAILED
     return result
 
 

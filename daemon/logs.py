@@ -162,7 +162,8 @@ def describe_event(event: ev.Event) -> str | None:
         case ev.SourceFailed(message=message):
             return message
         case ev.Offline(reason=reason):
-            return _("The accountant's site cannot be reached ({reason})").format(reason=reason)
+            return _("The accountant's site cannot be reached ({reason})").format(
+                reason=_(reason) if reason else "")
         case ev.BackOnline():
             return _("The accountant's site can be reached again")
         case ev.Delivered(name=name):

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from daemon.i18n import _, current_language, ngettext
-from daemon.manifest import Manifest
+from daemon.manifest import MODULES, Manifest
 
 if TYPE_CHECKING:
     from daemon.queue import Line
@@ -66,7 +66,8 @@ def describe_exchange(manifest: Manifest) -> list[str]:
     ]
     if not manifest.modules:
         lines.append("  " + _("(none)"))
-    for module, items in manifest.modules.items():
+    # In the manual's order (MODULES), whatever order the manifest lists them in.
+    for module, items in sorted(manifest.modules.items(), key=lambda kv: _module_rank(kv[0])):
         count = ngettext("{n} file", "{n} files", len(items)).format(n=len(items))
         lines.append(f"  - {module_label(module)} ({count})")
     lines.append(_("Integrate only the added, modified, deleted entries: {answer}").format(
@@ -196,3 +197,8 @@ def state_words(item: Line) -> str:
         State.DELETED: _("deleted"),
         State.REJECTED: _("refused"),
     }[item.state]
+
+
+def _module_rank(module: str) -> int:
+    """Return where a module comes in the manual's list (unknown ones last)."""
+    return MODULES.index(module) if module in MODULES else len(MODULES)
