@@ -487,3 +487,19 @@ def test_the_follower_reads_every_line_once_while_the_log_rotates_under_it(
     got += numbers("\n".join(follower.read_new()))
     assert len(log_files(tmp_path)) > 60
     assert got == list(range(2500))
+
+
+def test_the_follower_is_not_misled_by_a_rotation_caught_halfway(tmp_path: Path) -> None:
+    from daemon.support.logview import Follower
+
+    # Ours holds lines 0-1 (read) and 2-3 (not yet); then a rotation that is renaming the
+    # backups one by one: ours already moved on to .2, .1 not made yet.
+    ours = tmp_path / LOG_NAME
+    ours.write_text("line 00000\nline 00001\n")
+    follower = Follower(tmp_path)
+    assert numbers("\n".join(follower.start(10))) == [0, 1]
+    with open(ours, "a") as out:
+        out.write("line 00002\nline 00003\n")
+    ours.rename(tmp_path / f"{LOG_NAME}.2")
+    (tmp_path / LOG_NAME).write_text("line 00004\n")
+    assert numbers("\n".join(follower.read_new())) == [2, 3, 4]

@@ -123,16 +123,22 @@ class Follower:
 
         Newest first: a rotation during the scan only moves files towards older names, so
         every file newer than ours is met (some perhaps twice: kept once, by identity).
+        A rotation renames the backups one by one, oldest first: for a moment one name in
+        the middle is missing. Only two missing names in a row end the chain; a single gap
+        taken for its end would skip the rest of our file.
         """
         opened: list[_Opened] = []
+        missing = 0
         for index in range(MAX_FILES):
             name = LOG_NAME if index == 0 else f"{LOG_NAME}.{index}"
             try:
                 handle = open(self.folder / name, "rb")  # noqa: SIM115 - closed by read_new
             except FileNotFoundError:
-                if index == 0:
+                missing += 1
+                if index == 0 or missing < 2:
                     continue
                 break
+            missing = 0
             identity = _identity(os.fstat(handle.fileno()))
             if any(log_file.identity == identity for log_file in opened):
                 handle.close()
