@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -67,10 +69,21 @@ class Paths:
                    data / "quarantine", data / "trash", Path(dirs.user_log_dir))
 
     def ensure(self) -> None:
-        """Create the folders, private to the user."""
-        for folder in (self.data, self.spool, self.staging, self.quarantine, self.trash,
-                       self.logs):
+        """Create the folders private to the user (0700), and tighten those that an older
+        version left open to others: they hold the dossiers' updates and the journal."""
+        for folder in (self.config_file.parent, self.data, self.spool, self.staging,
+                       self.quarantine, self.trash, self.logs):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_private(folder)
+
+
+def _make_private(folder: Path) -> None:
+    """Set an existing folder of this user to 0700 (one of another user is left as is)."""
+    if os.name == "nt":  # NTFS keeps rights in ACLs, not in these mode bits
+        return
+    if stat.S_IMODE(folder.stat().st_mode) & 0o077:
+        with contextlib.suppress(PermissionError):
+            folder.chmod(0o700)
 
 
 @dataclass(frozen=True)
@@ -110,16 +123,6 @@ class WebSource:
     # Why this source cannot be used (the file, the key, what was expected), or "": the
     # other sources go on, and each poll says it.
     problem: str = field(default="", compare=False)
-
-
-def _is_loopback(host: str) -> bool:
-    """Tell whether `host` is this computer itself (localhost, 127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def default_objectives() -> tuple[str, ...]:
@@ -185,6 +188,31 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def web_address_problem(url: str) -> tuple[str, str]:
+    """Return the accountant's address without any user name or password in it, and why
+    it cannot be used ("" when it can), wherever an address is given (the file, the
+    set-up): a password in the address would be printed and sent with every request; a
+    plain http:// address sends the password in clear to anyone on the way."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "", _("expected an address starting with https://")
+    if parts.username is not None or parts.password is not None:
+        bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        return bare, _(
+            "expected an address without a user name or password: remove them from the "
+            "address and give them with passeur login <dossier> (they are kept in the "
+            "system keyring)")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        return url, _(
+            "expected an address starting with https:// (http:// would send the "
+            "password in clear; it is accepted only for this computer itself)")
+    return url, ""
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -205,6 +233,11 @@ class Config:
     # What the user should know about the file without it being refused (an unknown key,
     # an encoding other than UTF-8), one sentence each.
     notes: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def can_receive(self) -> bool:
+        """Tell whether passeur can receive anything: a dossier and the accountant's key."""
+        return bool(self.dossiers and self.trusted_keys)
 
     def dossier(self, number: str) -> DossierConfig | None:
         """Return the configured dossier with this number, if any."""
@@ -444,27 +477,9 @@ class _Validator:
 
     def web_url_problem(self, url: str) -> tuple[str, str]:
         """Return the address without any user name or password in it, and why it cannot
-        be used ("" when it can): a password in the file would be printed and sent with
-        every request; a plain http:// address sends it in clear to anyone on the way."""
-        from urllib.parse import urlsplit, urlunsplit
-
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-        except ValueError:
-            return "", self.fail("sources.web.url", _(
-                "expected an address starting with https://")).message()
-        if parts.username is not None or parts.password is not None:
-            bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-            return bare, self.fail("sources.web.url", _(
-                "expected an address without a user name or password: remove them from the "
-                "address and give them with passeur login <dossier> (they are kept in the "
-                "system keyring)")).message()
-        if parts.scheme == "http" and not _is_loopback(host):
-            return url, self.fail("sources.web.url", _(
-                "expected an address starting with https:// (http:// would send the "
-                "password in clear; it is accepted only for this computer itself)")).message()
-        return url, ""
+        be used ("" when it can), naming the key."""
+        bare, reason = web_address_problem(url)
+        return bare, self.fail("sources.web.url", reason).message() if reason else ""
 
     def ca_bundle_problem(self, ca_bundle: Path) -> str:
         """Return why the CA bundle cannot be used, or ""."""

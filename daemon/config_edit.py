@@ -16,8 +16,8 @@ from daemon.config import (
     parse_config,
     read_config_text,
 )
-from daemon.errors import N_
-from daemon.fsutil import atomic_write_bytes
+from daemon.errors import N_, ConfigError
+from daemon.fsutil import atomic_write_bytes, is_disk_full
 from daemon.i18n import _
 from daemon.keys import PublicKey
 
@@ -141,8 +141,21 @@ def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], object]) -> Confi
     # the text is checked in memory, so an error names the user's file.
     parse_config(path, new_text)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    atomic_write_bytes(path, new_text.encode("utf-8"))
+    _write(path, new_text)
     return load_config(path)
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace the file whole, readable by the user alone (0600, whatever an older version
+    left): it names the dossiers, the accountant's site and the mail account."""
+    try:
+        atomic_write_bytes(path, text.encode("utf-8"), private=True)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        # The writer removed its temporary file; the previous settings are still whole.
+        raise ConfigError(path, None, _("the disk is full: {detail}").format(detail=_(
+            "the settings were not changed; free some space, then try again"))) from None
 
 
 def _tables(document: tomlkit.TOMLDocument, key: str) -> AoT:

@@ -185,7 +185,7 @@ class Core:
         config = self.ctx.config
         return Status(
             service=self._in_service,
-            configured=bool(config.dossiers and config.trusted_keys),
+            configured=config.can_receive,
             waiting=self.ctx.queue.count_pending(),
             restart_required=len(self._held),
             paused=pause.paused, paused_until=pause.until,

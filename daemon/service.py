@@ -175,7 +175,7 @@ class Service:
         # Once, after the sources were rebuilt: front ends follow the new names and
         # dossiers (the tray's menu) without reading the file themselves.
         self.ctx.bus.publish(ev.ConfigApplied(
-            configured=bool(config.dossiers and config.trusted_keys),
+            configured=config.can_receive,
             app_name=config.app.name,
             dossiers=tuple((d.number, d.name) for d in config.dossiers)))
 

@@ -161,6 +161,7 @@ def test_fat_names_in_any_case_and_two_second_timestamps(
 def test_autorun_and_programs_on_a_key_are_left_alone(
         home: Home, harness: Harness, keys: FatImages, media: Path, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
+    i18n.setup("en")  # the log lines are read below
     marker = tmp_path / "ran"
     script = f"#!/bin/sh\ntouch {marker}\n".encode()
     evil = keys.new("PIEGE")
@@ -195,6 +196,7 @@ def test_autorun_and_programs_on_a_key_are_left_alone(
 def test_a_key_pulled_out_mid_copy_leaves_nothing_and_is_taken_when_back(
         home: Home, harness: Harness, keys: FatImages, media: Path, tmp_path: Path,
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    i18n.setup("en")  # the log lines are read below
     caplog.set_level(logging.INFO)
     big = home.update(1, store=True, contents={
         "associated_documents/releve.pdf": os.urandom(40 << 20), "ecritures.xml": b"<e/>"})

@@ -23,7 +23,6 @@ from typing import Any
 
 from daemon import events as ev
 from daemon import i18n, platform
-from daemon.config import Config
 from daemon.context import Context
 from daemon.core import ReceivingPaused
 from daemon.delivery import InboxNotConfigured, Result
@@ -101,11 +100,6 @@ def run_with_tray(ctx: Context, service: Service) -> int:
     return front.finish()
 
 
-def is_configured(config: Config) -> bool:
-    """Tell whether passeur can receive anything: a dossier and the accountant's key."""
-    return bool(config.dossiers and config.trusted_keys)
-
-
 class TrayFrontEnd:
     """Holds the tray state and turns events and clicks into pictures, words and commands."""
 
@@ -119,7 +113,7 @@ class TrayFrontEnd:
         self.policy = NoticePolicy(config.notifications)
         self.restart_settings = self.core.restart_settings()
         self.dialogs = Dialogs(i18n.current_language())
-        self.state = TrayState(configured=is_configured(config))
+        self.state = TrayState(configured=config.can_receive)
         self.notifier: Notifier = LogNotifier()
         self.icon: TrayIcon | None = None
         self._lock = threading.RLock()
@@ -469,8 +463,8 @@ class TrayFrontEnd:
         except ConfigError as exc:
             log.warning("%s", exc.message())
             return
-        if is_configured(config) != self.state.configured:
-            self.feed(ConfigChecked(is_configured(config)))
+        if config.can_receive != self.state.configured:
+            self.feed(ConfigChecked(config.can_receive))
 
     def _show_yourself(self) -> None:
         """A second `passeur run` asked: the choices where there is no menu, else the
@@ -546,8 +540,8 @@ class TrayFrontEnd:
                 handed = []
                 problems.append(_("The application's inbox folder is not configured ([app] "
                                   "inbox in {path})").format(path=self.ctx.config_path))
-            problems += [_("{file}: waits for the previous update of the dossier").format(
-                file=one.name) for one in handed if one.result is Result.HELD]
+            problems += [text.format(file=one.name) for one in handed
+                         if (text := _not_handed_words().get(one.result))]
         if problems:
             self.say("\n".join(problems))
 
@@ -769,6 +763,16 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
 
 def _local_time(iso: str) -> str:
     return format_datetime(datetime.fromisoformat(iso).astimezone())
+
+
+def _not_handed_words() -> dict[Result, str]:
+    """Return what *Traiter* says of an update it did not hand over, as `passeur process`."""
+    return {
+        Result.HELD: _("{file}: waits for the previous update of the dossier"),
+        Result.ALTERED: _("{file}: not handed over: its copy in the queue is no longer the "
+                          "file that was verified (changed on disk); delete it from the list "
+                          "and import the update again"),
+    }
 
 
 def _queue_row(line: Line, manifest: str | None) -> dict[str, Any]:

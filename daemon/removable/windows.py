@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from daemon.i18n import _
 from daemon.removable.volumes import ChangeSignal, Volume
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,8 @@ if sys.platform == "win32":
             window_class.hInstance = instance
             window_class.lpszClassName = f"passeur-devices-{os.getpid()}-{id(self)}"
             if not _user32.RegisterClassW(ctypes.byref(window_class)):
-                log.warning("removable drives: no device window (error %s), looking every %ss",
-                            ctypes.get_last_error(), FALLBACK_LOOK_S)
+                log.warning(_("Removable drives: no device window (error %s); they are "
+                              "looked at every %s s"), ctypes.get_last_error(), FALLBACK_LOOK_S)
                 self._ready.set()
                 return
             try:
@@ -166,7 +167,7 @@ if sys.platform == "win32":
                                                      0, 0, 0, 0, 0, None, None, instance, None)
                 self._ready.set()
                 if not self._hwnd:
-                    log.warning("removable drives: no device window (error %s)",
+                    log.warning(_("Removable drives: no device window (error %s)"),
                                 ctypes.get_last_error())
                     return
                 message = wintypes.MSG()

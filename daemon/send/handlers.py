@@ -42,6 +42,7 @@ CONFIG_CODES = frozenset({
     "dossier-unknown", "dossier-no-folder", "dossier-folder-missing", "web-not-configured",
     "email-not-configured", "email-no-recipient", "email-login-missing", "email-ca-bundle",
     "not-configured", "auth-missing",  # the web destination's: no site, no password stored
+    "setting-invalid", "ca-bundle-invalid",  # an address or CA bundle the config refuses
 })
 USAGE_CODES = frozenset({"folder-not-chosen", "no-destination", "several-keys"})
 

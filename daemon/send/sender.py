@@ -394,6 +394,34 @@ class Sender:
                                     max_mb=self.config.send.email_max_mb)
         return self._web_destination()
 
+    def _refuse_unusable_web_setting(self) -> None:
+        """Refuse before any request what stops the poller too: an address that would leak
+        the password (config.web.problem), or a CA bundle that cannot be used, looked at
+        again now since it may have gone or changed since the configuration was read."""
+        from daemon.web.failures import Failure
+        from daemon.web.tls import CABundleError, check_ca_bundle
+
+        web = self.config.web
+        problem, code = web.problem, str(Failure.SETTING)
+        if not problem and web.ca_bundle is not None:
+            try:
+                check_ca_bundle(web.ca_bundle)
+            except CABundleError as error:
+                problem = _("{file}: {why}").format(file=error.path, why=_(error.why))
+                code = str(Failure.CA_BUNDLE)
+        if not problem:
+            return
+        if code == str(Failure.CA_BUNDLE):
+            text = _("The certificates given for the accountant's site cannot be used"
+                     " ([sources.web] ca_bundle): {problem}. Nothing was sent.")
+        else:
+            text = _("The accountant's site is not used as set up: {problem}. Nothing was"
+                     " sent.")
+        raise SendError(code, text.format(problem=problem), _(
+            "The accountant's site cannot be used as set up ({problem}): correct it in"
+            " Settings ▸ Accountant, or send on a USB key or by e-mail.").format(
+                problem=problem))
+
     def _folder_destination(self, request: SendRequest) -> Destination:
         from daemon.send.folder import FolderDestination, removable_volumes
 
@@ -412,6 +440,7 @@ class Sender:
                 " send on a USB key (--to folder) or by e-mail (--to email) instead."), _(
                 "The accountant's site is not set up yet: give its address in Settings ▸"
                 " Accountant, or send on a USB key or by e-mail."))
+        self._refuse_unusable_web_setting()
         from daemon.send.identity import installation_key
         from daemon.send.web import WebDestination
         from daemon.web.client import WebSettings

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from daemon.config import web_address_problem
 from daemon.i18n import _, ngettext
 from daemon.keys import PublicKey
 from daemon.web.client import WebClient, WebSettings
@@ -30,6 +31,7 @@ class Outcome(enum.StrEnum):
     DOSSIER_UNKNOWN = "dossier-unknown"
     WRONG_KEY = "wrong-key"
     SERVER_PROBLEM = "server-problem"
+    ADDRESS_REFUSED = "address-refused"
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,12 @@ class _GivenCredential(CredentialStore):
 def check_connection(url: str, dossier: str, credential: Credential | None,
                     firm_key: PublicKey | None, ca_bundle: Path | None = None,
                     settings: WebSettings = TEST_SETTINGS) -> Verdict:
-    """Fetch the dossier's index once and tell how it went."""
+    """Fetch the dossier's index once and tell how it went (nothing is sent to an address
+    the configuration would refuse)."""
+    _bare, refused = web_address_problem(url)
+    if refused:
+        return Verdict(Outcome.ADDRESS_REFUSED, _("This address cannot be used: {reason}.")
+                       .format(reason=refused))
     client = WebClient(url, _GivenCredential(credential), settings=settings,
                        ca_bundle=ca_bundle)
     try:
@@ -71,12 +78,8 @@ def check_connection(url: str, dossier: str, credential: Credential | None,
             verified = verify_index(fetch.body, {firm_key.key_id: firm_key}, dossier,
                                     datetime.now(UTC))
             count = len(verified.index.files)
-    except WebError as error:
+    except WebError as error:  # a CA bundle that cannot be used too, at the first request
         return verdict_for(error, dossier)
-    except OSError as exc:  # an unreadable CA bundle
-        return Verdict(Outcome.CERTIFICATE_NOT_TRUSTED, _(
-            "The certificate file cannot be read: {reason}").format(
-                reason=exc.strerror or exc))
     finally:
         client.close()
     return Verdict(Outcome.GOOD, ngettext(
@@ -103,6 +106,10 @@ def verdict_for(error: WebError, dossier: str) -> Verdict:
         return Verdict(Outcome.CERTIFICATE_NOT_TRUSTED, _(
             "The server's certificate is not trusted: this may not be your accountant's "
             "server ({reason}).").format(reason=error.detail))
+    if code is Failure.CA_BUNDLE:
+        return Verdict(Outcome.CERTIFICATE_NOT_TRUSTED, _(
+            "The certificate file cannot be used: {reason}. Choose the certificate your "
+            "accountant gave (PEM or DER).").format(reason=error.detail))
     if code is Failure.DOSSIER_NOT_FOUND:
         return Verdict(Outcome.DOSSIER_UNKNOWN, _(
             "The server does not know dossier {dossier}: check the dossier number with "

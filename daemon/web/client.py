@@ -443,8 +443,11 @@ class WebClient:
                 chunk = raw.read1(size, decode_content=False)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 _raise_if_expired(dossier, what)
+                # Said now in the active language: a combined detail is not a message
+                # of the catalogue that WebError could translate later.
                 raise WebError(Failure.INTERRUPTED, dossier=dossier,
-                               detail=f"{what}: {_short_reason(exc)}") from None
+                               detail=_("{what}: {reason}").format(
+                                   what=what, reason=_(_short_reason(exc)))) from None
             if not chunk:
                 # The end of the body, or the watchdog's cut, which looks the same.
                 _raise_if_expired(dossier, what)

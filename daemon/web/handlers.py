@@ -177,8 +177,12 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
 def _check_login(ctx: Context, dossier: str, store: Any) -> int:
     """Try the new credentials with one GET of the dossier's index."""
     from daemon.web.client import WebClient
-    from daemon.web.failures import WebError
+    from daemon.web.failures import Failure, WebError
 
+    if ctx.config.web.problem:
+        # Nothing is sent to an address that would leak the password (as for the poller).
+        _err(WebError(Failure.SETTING, detail=ctx.config.web.problem).message())
+        return EXIT_FAILED
     client = WebClient(ctx.config.web.url, store, ca_bundle=ctx.config.web.ca_bundle)
     try:
         client.fetch_index(dossier, None)
