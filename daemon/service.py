@@ -137,6 +137,9 @@ class Service:
             log.warning("%s", note)
         self._config_watch = ConfigWatch(self.ctx.config_path, self.wake.set)
         self._config_watch.start()
+        # The file may have changed between its first reading and the watch's start (a
+        # `passeur dossier add` right after `passeur run`): no event will say so.
+        self.apply_config()
 
     def apply_config(self) -> bool:
         """Read the changed config file and run with it: the sources it asks for are built

@@ -100,6 +100,8 @@ def test_the_gtk_icon_docks_and_its_menu_opens_on_a_right_click_and_works(
             drop(tmp_path / "drop", home.update())
             queue = Context(home.root).queue
             assert wait_for(lambda: queue.count_pending() == 1, 15)
+            # Its notice comes just after the queue has it: closed once it is on screen.
+            assert wait_for(lambda: x11.notifications_shown() == 1, 10)
             x11.close_notifications()
 
             # A right click opens the menu next to the icon, in French (screenshot).
