@@ -211,22 +211,26 @@ class Nginx:
         path.write_text(conf)
         return path
 
-    def start(self) -> None:
-        """Start nginx on a free port and wait until it accepts connections."""
-        binary = nginx_binary()
-        for _attempt in range(5):
-            self.port = free_port()
-            conf = self._write_conf()
-            log = open(self.prefix / "logs" / "stderr.log", "ab")  # noqa: SIM115
-            self.process = subprocess.Popen(
-                [binary, "-p", str(self.prefix), "-c", str(conf), "-e",
-                 str(self.prefix / "error.log")],
-                stdout=log, stderr=subprocess.STDOUT)
-            log.close()
+    def start(self, same_port: bool = False) -> None:
+        """Start nginx on a free port (or, with `same_port`, again on the port it had: the
+        farmer's configuration names that address) and wait until it accepts connections."""
+        for _attempt in range(1 if same_port else 5):
+            if not same_port:
+                self.port = free_port()
+            self._spawn()
             if self._wait_ready():
                 return
             self.stop()
         raise RuntimeError("nginx did not start: " + self.error_log()[-2000:])
+
+    def _spawn(self) -> None:
+        conf = self._write_conf()
+        log = open(self.prefix / "logs" / "stderr.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [nginx_binary(), "-p", str(self.prefix), "-c", str(conf), "-e",
+             str(self.prefix / "error.log")],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
 
     def _wait_ready(self, timeout: float = 10.0) -> bool:
         assert self.process is not None

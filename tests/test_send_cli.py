@@ -21,13 +21,12 @@ from daemon.cli import main
 from daemon.fsutil import sha256_file
 from daemon.keys import SigningKey
 from daemon.web.collect import collect
-from daemon.web.publish import Repository
 from tests.fat import wait_until
-from tests.faultserver import configure_web, keyring_env
+from tests.faultserver import keyring_env
 from tests.helpers import DOSSIER, DOSSIER_NAME, Home, make_home
-from tests.nginx import Nginx
 from tests.smtpserver import smtp_server
 from tests.test_delivery import make_app_home
+from tests.uploads import web_site
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -235,17 +234,7 @@ def test_passeur_send_killed_mid_upload_resumes_with_the_same_bytes(
     home = english_home
     folder, _out = with_dossier_folder(home, tmp_path)
     (folder / "scans.pdf").write_bytes(os.urandom(17 << 20))  # three 8 MiB parts
-    user, password = "gaec-le-guyon", "mot de passe"
-    server = Nginx(tmp_path / "nginx")
-    server.add_user(DOSSIER, user, password)
-    Repository(server.repo, home.key).refresh(DOSSIER)
-    server.start()
-    keyrings = keyring_env(tmp_path / "xdg")
-    try:
-        configure_web(home, server.base_url)
-        config_edit.set_send(home.root / "config.toml", max_kbps=8000)  # about 2 s
-        assert run(home, "login", DOSSIER, "--user", user, "--password-stdin", "--no-check",
-                   env=keyrings, stdin=password + "\n").returncode == 0
+    with web_site(home, tmp_path, max_kbps=8000) as (server, keyrings):  # about 2 s
         argv = [sys.executable, "-m", "daemon.cli", "send", DOSSIER, "--to", "web", "--json"]
         first = subprocess.Popen(argv, env={**home.env, **keyrings}, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -274,8 +263,6 @@ def test_passeur_send_killed_mid_upload_resumes_with_the_same_bytes(
             puts[path] = puts.get(path, 0) + 1
         assert len(puts) == 3
         assert sum(puts.values()) <= 4  # at most the part in flight was sent again
-    finally:
-        server.stop()
 
 
 def _acknowledged(note: Path) -> int:

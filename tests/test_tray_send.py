@@ -26,7 +26,8 @@ from daemon.send.base import Channel, Documents
 from daemon.send.choices import Choices, ChoiceStore
 from daemon.send.options import SendOptions, Target
 from tests.fat import FatImage
-from tests.helpers import DOSSIER, DOSSIER_NAME, Home, make_home, wait_listening
+from tests.helpers import DOSSIER, DOSSIER_NAME, Home, make_home
+from tests.uploads import web_site
 from tests.xsession import XSession, desktop, start_tray, stop_tray, tray_icon, wait_for
 from tray.send_wizard import PlanFacts, WizardModel, email_size
 
@@ -377,43 +378,14 @@ def test_nothing_is_packed_while_the_application_runs(x11: XSession, tmp_path: P
     assert code == 0, err
 
 
-def restart_same_port(server: object) -> None:
-    """Start nginx again on its port (the farmer's configuration names that address)."""
-    from tests.nginx import nginx_binary
-
-    prefix: Path = server.prefix  # type: ignore[attr-defined]
-    conf = server._write_conf()  # type: ignore[attr-defined]
-    process = subprocess.Popen([nginx_binary(), "-p", str(prefix), "-c", str(conf), "-e",
-                                str(prefix / "error.log")], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    server.process = process  # type: ignore[attr-defined]
-    assert wait_listening(process, server.port)  # type: ignore[attr-defined]
-
-
 def test_a_web_send_cut_in_the_middle_resumes_by_itself_with_one_notification(
         x11: XSession, tmp_path: Path, signing_key: SigningKey) -> None:
     from daemon.web.collect import collect
-    from daemon.web.publish import Repository
-    from tests.faultserver import configure_web, keyring_env
-    from tests.nginx import Nginx
 
     home = english_home(tmp_path, signing_key)
     (tmp_path / "dossier" / "scans.pdf").write_bytes(os.urandom(17 << 20))  # three parts
-    user, password = "gaec-le-guyon", "mot de passe"
-    server = Nginx(tmp_path / "nginx")
-    server.add_user(DOSSIER, user, password)
-    Repository(server.repo, home.key).refresh(DOSSIER)
-    server.start()
-    keyrings = keyring_env(tmp_path / "xdg")
-    try:
-        configure_web(home, server.base_url)
-        config_edit.set_send(home.root / "config.toml", max_kbps=4000)
+    with web_site(home, tmp_path, max_kbps=4000) as (server, keyrings):
         retry_after_one_second(home)
-        login = subprocess.run([sys.executable, "-m", "daemon.cli", "login", DOSSIER, "--user",
-                                user, "--password-stdin", "--no-check"], input=password + "\n",
-                               text=True, env={**home.env, **keyrings}, capture_output=True,
-                               check=False)
-        assert login.returncode == 0, login.stderr
         tray = start_tray(x11, home.root, tmp_path / "drop", keyrings)
         try:
             seen = x11.notification_ids()
@@ -425,7 +397,7 @@ def test_a_web_send_cut_in_the_middle_resumes_by_itself_with_one_notification(
             server.stop()  # the line is cut…
             assert wait_for(lambda: "interrupted" in _log(home), 30), _log(home)
             shot(x11, "en-line-cut")
-            restart_same_port(server)  # …and back: the send goes on by itself
+            server.start(same_port=True)  # …and back: the send goes on by itself
             assert wait_for(lambda: bool(history(home, "sent")), 90), history(
                 home, "send_failed")
             assert wait_for(lambda: x11.notifications_shown() >= 1, 10)
@@ -441,8 +413,6 @@ def test_a_web_send_cut_in_the_middle_resumes_by_itself_with_one_notification(
         collected = collect(server.repo, inbox, home.key)
         assert [o.name for o in collected.outcomes] == [sent["name"]]
         assert sha256_file(inbox / str(sent["name"])) == sent["sha256"]
-    finally:
-        server.stop()
 
 
 def retry_after_one_second(home: Home) -> None:
@@ -453,38 +423,14 @@ def retry_after_one_second(home: Home) -> None:
     config.write_text(text.replace("[send]\n", "[send]\nretry_seconds = 1\n", 1))
 
 
-def web_home(tmp_path: Path, signing_key: SigningKey, max_kbps: int) -> tuple[
-        Home, object, dict[str, str]]:
-    """Return a home set up for the web against a started nginx, and the keyring's env."""
-    from daemon.web.publish import Repository
-    from tests.faultserver import configure_web, keyring_env
-    from tests.nginx import Nginx
-
-    home = english_home(tmp_path, signing_key)
-    user, password = "gaec-le-guyon", "mot de passe"
-    server = Nginx(tmp_path / "nginx")
-    server.add_user(DOSSIER, user, password)
-    Repository(server.repo, home.key).refresh(DOSSIER)
-    server.start()
-    keyrings = keyring_env(tmp_path / "xdg")
-    configure_web(home, server.base_url)
-    config_edit.set_send(home.root / "config.toml", max_kbps=max_kbps)
-    retry_after_one_second(home)
-    login = subprocess.run([sys.executable, "-m", "daemon.cli", "login", DOSSIER, "--user",
-                            user, "--password-stdin", "--no-check"], input=password + "\n",
-                           text=True, env={**home.env, **keyrings}, capture_output=True,
-                           check=False)
-    assert login.returncode == 0, login.stderr
-    return home, server, keyrings
-
-
 def test_annuler_l_envoi_from_the_choices_window_stops_a_web_send_calmly(
         x11: XSession, tmp_path: Path, signing_key: SigningKey) -> None:
     from daemon.web.collect import collect
 
-    home, server, keyrings = web_home(tmp_path, signing_key, max_kbps=16)
+    home = english_home(tmp_path, signing_key)
     (tmp_path / "dossier" / "scans.pdf").write_bytes(os.urandom(2 << 20))  # minutes at 16 kB/s
-    try:
+    with web_site(home, tmp_path, max_kbps=16) as (server, keyrings):
+        retry_after_one_second(home)
         tray = start_tray(x11, home.root, tmp_path / "drop", keyrings)
         try:
             seen = x11.notification_ids()
@@ -512,10 +458,8 @@ def test_annuler_l_envoi_from_the_choices_window_stops_a_web_send_calmly(
         finally:
             code, err = stop_tray(tray)
         assert code == 0, err
-        collected = collect(server.repo, tmp_path / "cabinet", home.key)  # type: ignore[attr-defined]
+        collected = collect(server.repo, tmp_path / "cabinet", home.key)
         assert collected.outcomes == []
-    finally:
-        server.stop()  # type: ignore[attr-defined]
 
 
 def _log(home: Home) -> str:

@@ -1,11 +1,16 @@
-"""Shared builders for the upload tests: a farmer's real signed `.wvz`, its send job, and an
-upload folder laid out the way a server leaves it (for the firm's `collect`)."""
+"""Shared builders for the upload tests: a farmer's real signed `.wvz`, its send job, an
+upload folder laid out the way a server leaves it (for the firm's `collect`), and a real
+accountant's site taking a home's web sends."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,7 +33,10 @@ from daemon.send.parts import (
     upload_folder,
 )
 from daemon.web.index import UPLOAD_FOLDER
-from tests.helpers import BASE_DATE, DOSSIER, DOSSIER_NAME
+from tests.helpers import BASE_DATE, DOSSIER, DOSSIER_NAME, Home
+from tests.nginx import Nginx
+
+WEB_USER, WEB_PASSWORD = "gaec-le-guyon", "mot de passe"
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -108,3 +116,30 @@ def lay_out_upload(repo: Path, file: Path, farmer: SigningKey, part_size: int, *
     if signed:
         (folder / SIGNATURE_NAME).write_bytes(signature)
     return folder
+
+
+@contextlib.contextmanager
+def web_site(home: Home, tmp_path: Path, max_kbps: int) -> Iterator[tuple[Nginx, dict[str, str]]]:
+    """Yield nginx taking the dossier's uploads behind a password, with the home set up to
+    send there (address, bandwidth cap, the password stored by `passeur login`), and the
+    environment of the file keyring that holds the password; nginx is stopped after."""
+    from daemon import config_edit
+    from daemon.web.publish import Repository
+    from tests.faultserver import configure_web, keyring_env
+
+    server = Nginx(tmp_path / "nginx")
+    server.add_user(DOSSIER, WEB_USER, WEB_PASSWORD)
+    Repository(server.repo, home.key).refresh(DOSSIER)
+    server.start()
+    try:
+        keyrings = keyring_env(tmp_path / "xdg")
+        configure_web(home, server.base_url)
+        config_edit.set_send(home.root / "config.toml", max_kbps=max_kbps)
+        login = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", "login", DOSSIER, "--user", WEB_USER,
+             "--password-stdin", "--no-check"], input=WEB_PASSWORD + "\n", text=True,
+            env={**home.env, **keyrings}, capture_output=True, check=False, timeout=60)
+        assert login.returncode == 0, login.stderr
+        yield server, keyrings
+    finally:
+        server.stop()
