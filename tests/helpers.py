@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from daemon.context import Context
 from daemon.exchange import Source, pack_exchange
@@ -151,3 +154,28 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, set_up: Callable[[], None] = lambda: None,
+               full: bool = True) -> Iterator[Path]:
+    """Mount a real 256 KiB tmpfs on `folder` (made if needed) for the block's length.
+
+    `set_up` is called once it is mounted; then, when `full`, the disk is filled up, so
+    that the next write fails with ENOSPC as on a full disk. FUSE file systems (fusefat)
+    say EPERM when full; the kernel's tmpfs says ENOSPC."""
+    import errno
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs",
+                              str(folder)], capture_output=True, text=True, check=False)
+    assert mounted.returncode == 0, f"a tmpfs cannot be mounted here: {mounted.stderr}"
+    try:
+        set_up()
+        if full:
+            with pytest.raises(OSError) as error:
+                (folder / "filler").write_bytes(b"\0" * (512 << 10))  # twice what it holds
+            assert error.value.errno == errno.ENOSPC, error.value
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

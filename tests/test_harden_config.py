@@ -5,7 +5,6 @@ English are said in French."""
 from __future__ import annotations
 
 import ast
-import errno
 import stat
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from daemon.web.credentials import BASIC, Credential, CredentialStore
 from daemon.web.failures import Failure, WebError
 from daemon.web.index import INDEX_NAME
 from tests.faultserver import FAST, Fault, FaultServer, configure_web, file_keyring, keyring_env
-from tests.helpers import DOSSIER, Home, make_home
+from tests.helpers import DOSSIER, Home, make_home, small_disk
 from tests.nginx import make_tls
 
 # ---------------------------------------------------------------- the web setting's problem
@@ -180,19 +179,14 @@ def test_a_new_config_is_private(tmp_path: Path) -> None:
 def full_home(tmp_path: Path, signing_key: SigningKey) -> Iterator[Home]:
     """A home on a real, small file system (a 256 KiB tmpfs), filled up once it is set."""
     root = tmp_path / "petit"
-    root.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs",
-                              str(root)], capture_output=True, text=True)
-    assert mounted.returncode == 0, f"a tmpfs cannot be mounted here: {mounted.stderr}"
-    try:
-        home = make_home(root, signing_key)
-        home.context().paths.ensure()
-        with pytest.raises(OSError) as full:
-            (root / "filler").write_bytes(b"\0" * (512 << 10))  # twice what it holds
-        assert full.value.errno == errno.ENOSPC
-        yield home
-    finally:
-        subprocess.run(["umount", str(root)], check=True)
+    homes: list[Home] = []
+
+    def set_up() -> None:
+        homes.append(make_home(root, signing_key))
+        homes[0].context().paths.ensure()
+
+    with small_disk(root, set_up):
+        yield homes[0]
 
 
 def _left_beside_config(home: Home) -> list[str]:

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from daemon.queue import State
-from tests.helpers import Home
+from tests.helpers import Home, small_disk
 
 
 @pytest.fixture
 def full_staging(home: Home) -> Iterator[Path]:
-    """The staging folder on a real, small file system (a 256 KiB tmpfs), filled up.
-
-    FUSE file systems (fusefat) say EPERM when full; the kernel's tmpfs says ENOSPC, as a
-    full disk does."""
+    """The staging folder on a real, small file system (a 256 KiB tmpfs), filled up."""
     ctx = home.context()
     ctx.paths.ensure()
     ctx.queue.close()
-    staging = ctx.paths.staging
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs",
-                              str(staging)], capture_output=True, text=True)
-    assert mounted.returncode == 0, f"a tmpfs cannot be mounted here: {mounted.stderr}"
-    try:
-        with pytest.raises(OSError) as full:
-            (staging / "filler").write_bytes(b"\0" * (512 << 10))  # twice what it holds
-        assert full.value.errno == errno.ENOSPC
+    with small_disk(ctx.paths.staging) as staging:
         yield staging
-    finally:
-        subprocess.run(["umount", str(staging)], check=True)
 
 
 def test_a_full_disk_is_said_and_the_good_file_is_not_refused(
