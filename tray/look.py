@@ -1,6 +1,6 @@
 """One look for every passeur window: theme, scaling, title icon, French in Tk's own texts.
 
-`apply(root)` is called by the `Dialog` base of tray/dialogs.py (and by the windows that
+`apply(root)` is called by the `Dialog` base of tray/window.py (and by the windows that
 only open a chooser), so each window inherits it:
 
 - a ttk theme ("clam", tuned: the calm greys and the blue focus of today's desktops)

@@ -251,7 +251,7 @@ class SendWizard:
     """The two pages, their buttons and keys, on one `Dialog`."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        from tray.dialogs import Dialog
+        from tray.window import Dialog
 
         self.options = SendOptions.from_json(data["options"])
         self.model = WizardModel.opening(self.options)

@@ -23,7 +23,7 @@ from daemon.errors import N_, ConfigError
 from daemon.i18n import _
 from daemon.keys import KeyFormatError, PublicKey
 from tray import look
-from tray.dialogs import Answer, Dialog, message_label
+from tray.window import Answer, Dialog, message_label
 
 SECURITY_CHOICES = ("starttls", "tls", "none")
 LANGUAGES = (("", N_("The system's")), ("fr", "Français"), ("en", "English"))
