@@ -26,7 +26,7 @@ from daemon import i18n, platform
 from daemon.context import Context
 from daemon.core import ReceivingPaused
 from daemon.delivery import InboxNotConfigured, Result
-from daemon.errors import ConfigError, Rejected
+from daemon.errors import Rejected
 from daemon.i18n import _, ngettext
 from daemon.naming import parse_name
 from daemon.presentation import describe_activity, format_datetime
@@ -58,7 +58,6 @@ from tray.notices import (
 )
 from tray.notifier import LogNotifier, Notifier, choose_notifier
 from tray.state import (
-    ConfigChecked,
     ProblemsSeen,
     QueueSnapshot,
     Status,
@@ -442,7 +441,6 @@ class TrayFrontEnd:
     # ------------------------------------------------------------ the actions
 
     def _choices(self) -> None:
-        self._check_config()
         with self._lock:
             state = self.state
         entries = flatten(build_menu(state, self.app_name, self.dossiers))
@@ -455,16 +453,6 @@ class TrayFrontEnd:
         })
         if answer and answer.get("action"):
             self.perform(Action(answer["action"]), str(answer.get("arg", "")))
-
-    def _check_config(self) -> None:
-        # Settings may have been edited since: "to configure" goes as soon as it is done.
-        try:
-            config = self.ctx.reload_config()
-        except ConfigError as exc:
-            log.warning("%s", exc.message())
-            return
-        if config.can_receive != self.state.configured:
-            self.feed(ConfigChecked(config.can_receive))
 
     def _show_yourself(self) -> None:
         """A second `passeur run` asked: the choices where there is no menu, else the
@@ -614,13 +602,12 @@ class TrayFrontEnd:
 
     def _settings(self) -> None:
         """*Paramètres*: the settings window (the set-up wizard while « à configurer »);
-        the service applies what it saves by itself."""
+        the service applies what it saves by itself, and its ConfigApplied updates the
+        tray."""
         from daemon.setup.plan import window_data
 
         kind = "settings" if self.state.configured else "setup"
-        answer = self._ask(kind, window_data(self.ctx.paths))
-        if answer and answer.get("saved"):
-            self._check_config()
+        self._ask(kind, window_data(self.ctx.paths))
 
     # ------------------------------------------------------------ the restart prompt
 
