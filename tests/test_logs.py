@@ -489,6 +489,40 @@ def test_the_follower_reads_every_line_once_while_the_log_rotates_under_it(
     assert got == list(range(2500))
 
 
+def test_the_follower_keeps_the_order_when_rotations_end_while_it_opens_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    import daemon.support.logview as logview
+
+    # Right after the follower opened the current file, two rotations: the file under the
+    # log's name is then newer than the one it just opened, one name further on.
+    handler = LogFile(tmp_path / LOG_NAME, max_bytes=30, backups=10)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = _private_logger("passeur.crossed", handler)
+    log.info("line 00000")
+    follower = logview.Follower(tmp_path)
+    assert numbers("\n".join(follower.start(10))) == [0]
+    log.info("line 00001")
+    log.info("line 00002")
+    rotations = iter([3, 5])
+
+    def open_and_rotate(path: Path, mode: str) -> object:
+        handle = builtins.open(path, mode)  # noqa: SIM115 - closed by the follower
+        if Path(path).name == LOG_NAME and (n := next(rotations, None)) is not None:
+            log.info("line %05d", n)  # the file is full: each record rotates
+            log.info("line %05d", n + 1)
+        return handle
+
+    monkeypatch.setattr(logview, "open", open_and_rotate, raising=False)
+    got = numbers("\n".join(follower.read_new()))
+    monkeypatch.undo()
+    got += numbers("\n".join(follower.read_new()))
+    handler.close()
+    assert got == [1, 2, 3, 4, 5, 6]
+
+
 def test_the_follower_is_not_misled_by_a_rotation_caught_halfway(tmp_path: Path) -> None:
     from daemon.support.logview import Follower
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 POLL_S = 0.5
 MAX_FILES = 100  # the current file and the rotated ones a reader looks for
+SCAN_TRIES = 20  # looks at the files before taking a scan that a rotation crossed
 _BLOCK = 64 << 10
 
 Identity = tuple[int, int]
@@ -119,11 +120,35 @@ class Follower:
                 log_file.handle.close()
 
     def _open_newest_first(self) -> list[_Opened]:
-        """Open the current file, then older ones, back to ours.
+        """Open the current file, then older ones, back to ours, as one consistent picture.
 
-        Newest first: a rotation during the scan only moves files towards older names, so
-        every file newer than ours is met (some perhaps twice: kept once, by identity).
-        A rotation renames the backups one by one, oldest first: for a moment one name in
+        A rotation that ends while the files are opened one by one renames the current file
+        away: the file met first may then be older than one met after it, and the lines
+        would come out of order (or twice). Such a scan is made again; rotations are far
+        apart, so a second look is nearly always calm.
+        """
+        for _attempt in range(SCAN_TRIES - 1):
+            opened = self._scan()
+            if self._no_rotation_ended_during(opened):
+                return opened
+            for log_file in opened:
+                log_file.handle.close()
+        return self._scan()
+
+    def _no_rotation_ended_during(self, opened: list[_Opened]) -> bool:
+        """Tell whether the file under the log's name is still the one the scan began with."""
+        began = opened[0].identity if opened and opened[0].current else None
+        try:
+            return _identity(os.stat(self.path)) == began
+        except FileNotFoundError:
+            return began is None
+
+    def _scan(self) -> list[_Opened]:
+        """Open the files from the current one back to ours.
+
+        Newest first: a rotation under way only moves files towards older names, so every
+        file newer than ours is met (some perhaps twice: kept once, by identity). A
+        rotation renames the backups one by one, oldest first: for a moment one name in
         the middle is missing. Only two missing names in a row end the chain; a single gap
         taken for its end would skip the rest of our file.
         """
