@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import tkinter as tk
 from collections.abc import Callable
@@ -355,4 +356,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The window is gone and the answer written: end now. The tray opens no second window
+    # of a kind while the first one's process lives, and the interpreter's teardown (Tk,
+    # Pillow) can take a moment on a busy computer, long enough to swallow a quick click.
+    os._exit(status)
