@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.helpers import Home
@@ -73,3 +74,20 @@ def test_a_broken_hand_edit_keeps_the_previous_config_and_is_reported_once(
     assert code == 0, err
     assert err.count("passeur continue avec les réglages précédents") == 1, err
     assert "clé « sources.web.poll_minutes » : un nombre entier attendu" in err
+
+
+def test_a_config_file_caught_while_written_is_read_only_once_it_settles(
+        tmp_path: Path) -> None:
+    from daemon.setup.watch import ConfigWatch
+
+    config = tmp_path / "config.toml"
+    config.write_text('[[dossiers]]\nnumber = "8502182"\n', "utf-8")
+    looked_again = threading.Event()
+    watch = ConfigWatch(config, looked_again.set, settle=0.3)
+    # An editor writing in place: for a moment the file is empty, which would read as a
+    # valid config of defaults. The service's look at that moment must not take it.
+    config.write_text("", "utf-8")
+    assert not watch.changed()
+    assert looked_again.wait(5), "looked at again once the delay is over"
+    assert watch.changed()
+    assert not watch.changed()

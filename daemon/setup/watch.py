@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,17 +90,32 @@ class ConfigWatch:
     def touched(self) -> None:
         """The file was written: report it once writing has settled."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(self.settle, self.on_change)
-            self._timer.daemon = True
-            self._timer.start()
+            self._report_later()
+
+    def _report_later(self) -> None:
+        """Call `on_change` after the settle delay, unless written again meanwhile."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(self.settle, self.on_change)
+        self._timer.daemon = True
+        self._timer.start()
 
     def changed(self) -> bool:
-        """Tell whether the file differs from when this was last asked (or created)."""
+        """Tell whether the file differs from when this was last asked (or created), and
+        has stayed as it is for the settle delay.
+
+        A file written in place (an editor, `echo >`) is for a moment empty or cut short,
+        and an empty file is a valid config (all defaults): read then, it would replace
+        the user's settings. A file written less than the settle delay ago is looked at
+        again once that delay is over.
+        """
         now = signature(self.path)
         with self._lock:
             if now == self._seen:
+                return False
+            # (A time ahead of the clock is not "just written": it would wait for ever.)
+            if now is not None and 0 <= time.time_ns() - now[1] < self.settle * 1e9:
+                self._report_later()
                 return False
             self._seen = now
         return True
