@@ -192,13 +192,18 @@ class SendFinished(Event):
 
 @dataclass(frozen=True)
 class SendFailed(Event):
-    """A send failed or was cancelled; `code` is stable, `message` is for the user."""
+    """A send failed or was cancelled; `code` is stable, `message` is for the user.
+
+    `in_window` is the sentence for the tray (« à régler dans Paramètres » rather than a
+    command), empty when it is `message`.
+    """
 
     dossier: str
     name: str
     channel: str
     code: str
     message: str
+    in_window: str = ""
 
 
 @dataclass(frozen=True)

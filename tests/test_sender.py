@@ -300,6 +300,18 @@ def test_an_unconfigured_dossier_points_to_dossier_add(home: Home, tmp_path: Pat
                                  ' dossier add 8502182 "GAEC LE GUYON" --folder FOLDER.')
 
 
+def test_a_refusal_says_what_to_do_both_on_the_command_line_and_in_a_window(
+        rig: Rig) -> None:
+    with pytest.raises(SendError) as caught:
+        rig.send(channel=Channel.EMAIL)  # e-mail not set up
+    failed = [e for e in rig.events_of_sends() if isinstance(e, SendFailed)]
+    assert [e.code for e in failed] == ["email-not-configured"]
+    assert failed[0].message == caught.value.text
+    assert "passeur config" in failed[0].message
+    assert failed[0].in_window == ("E-mail is not set up yet: give the sending server and"
+                                   " your address in Settings ▸ E-mail.")
+
+
 def test_a_destination_that_refuses_the_size_leaves_nothing(home: Home,
                                                             tmp_path: Path) -> None:
     config_edit.set_email(home.root / "config.toml", smtp_host="127.0.0.1", smtp_port=9,

@@ -114,3 +114,15 @@ def test_sent_dossiers() -> None:
     assert failed.message == "Le dossier 8502182 n'a pas pu être envoyé : délai dépassé"
     assert NoticePolicy(ALL_ON | {"sent": False}).decide(
         ev.SendFinished("8502182", "x.wvz", "web", True)) is None
+
+
+def test_a_failed_send_is_told_in_the_words_of_a_window() -> None:
+    policy = NoticePolicy(ALL_ON)
+    notice = policy.decide(ev.SendFailed(
+        "8502182", "", "email", "email-not-configured", "… voir passeur config.",
+        "La messagerie n'est pas encore réglée : … dans Paramètres ▸ Messagerie."))
+    assert notice is not None
+    assert notice.message.endswith("dans Paramètres ▸ Messagerie.")
+    plain = policy.decide(ev.SendFailed("8502182", "x.wvz", "web", "timeout", "délai dépassé"))
+    assert plain is not None
+    assert plain.message == "délai dépassé"

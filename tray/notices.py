@@ -133,9 +133,9 @@ class NoticePolicy:
                 return Notice("sent", "passeur", _(
                     "The send of dossier {number} was cancelled: nothing was sent.").format(
                         number=dossier), Action.JOURNAL)
-            case ev.SendFailed(dossier=dossier, message=message):
+            case ev.SendFailed(dossier=dossier, message=message, in_window=in_window):
                 return Notice("sent", _("Dossier {number} not sent").format(number=dossier),
-                              message, Action.JOURNAL, status=Status.ERROR)
+                              in_window or message, Action.JOURNAL, status=Status.ERROR)
             case ev.ReceiptReceived(name=name, received_at=when) if self.preferences.get(
                     "receipt", False):
                 # Calm by default: the journal and the report say it; a notification

@@ -144,7 +144,9 @@ class _Run:
         if not self.ended:
             self.ended = True
             self.bus.publish(SendFailed(self.request.dossier, self.name,
-                                        str(self.request.channel), error.code, error.text))
+                                        str(self.request.channel), error.code, error.text,
+                                        "" if error.in_window == error.text
+                                        else error.in_window))
 
 
 @dataclass(frozen=True)
