@@ -99,7 +99,9 @@ class Bench:
 
         CredentialStore(file_keyring(self.keyring)).set(DOSSIER,
                                                         Credential(BASIC, PASSWORD, USER))
-        self.nginx = Nginx(work / "nginx", max_body="4g")
+        # A worker per core, as `worker_processes auto` (the usual setting) gives a server:
+        # the relay's two connections are then taken in parallel, as on a real site.
+        self.nginx = Nginx(work / "nginx", max_body="4g", workers=os.cpu_count() or 1)
         self.nginx.add_user(DOSSIER, USER, PASSWORD)
         Repository(self.nginx.repo, SigningKey.generate()).refresh(DOSSIER)
         self.uploads = self.nginx.repo / DOSSIER / "upload"

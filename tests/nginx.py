@@ -108,7 +108,7 @@ UPLOAD_RE = ("^/passeur/(?<dossier>[A-Za-z0-9]{1,20})/upload/"
 _CONF = """\
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 {user}
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
@@ -126,7 +126,7 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     server {{
-        listen 127.0.0.1:{port}{ssl};
+        listen 127.0.0.1:{port}{ssl}{reuseport};
         {tls}
         root {prefix}/www;
         # An upload's folder, parts and part list (upload/<file>/part-00001…), or a file.
@@ -171,10 +171,13 @@ class Nginx:
     """An nginx child process (not a daemon) with everything under `prefix`."""
 
     def __init__(self, prefix: Path, tls: TLSFiles | None = None,
-                 max_body: str = "64m", documented: bool = False) -> None:
+                 max_body: str = "64m", documented: bool = False, workers: int = 1) -> None:
         self.prefix = prefix
         self.tls = tls
         self.max_body = max_body  # client_max_body_size of the upload location
+        # One worker for the tests; a benchmark gives it the cores, as a real server has
+        # them (each worker takes its own connections: `reuseport`).
+        self.workers = workers
         # Serve with docs/nginx-example.conf's own server block (needs `tls`).
         self.documented = documented
         self.repo = prefix / "www" / "passeur"
@@ -202,7 +205,8 @@ class Nginx:
         user = "user root;" if os.geteuid() == 0 else ""
         conf = _CONF.format(prefix=self.prefix, port=self.port, user=user,
                             ssl=" ssl" if self.tls else "", tls=tls, max_body=self.max_body,
-                            upload_re=UPLOAD_RE)
+                            upload_re=UPLOAD_RE, workers=self.workers,
+                            reuseport=" reuseport" if self.workers > 1 else "")
         if self.documented:
             assert self.tls is not None, "the documented server is TLS only"
             conf = (conf[:conf.index("    server {")]
