@@ -101,21 +101,28 @@ def test_utf8_passwords_are_sent_as_servers_read_them(home: Home, repo: Reposito
         server.stop()
 
 
-def test_a_proxy_refusing_its_credentials_is_said_as_such(home: Home, repo: Repository,
-                                                          tmp_path: Path) -> None:
+def test_a_proxy_refusing_its_credentials_is_said_as_such(
+        home: Home, repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = _serve(repo).start()
     try:
-        # Through an http:// proxy the request goes to the proxy, which answers 407.
+        # Through an http:// proxy, named as the desktop does it (the environment), the
+        # request goes to the proxy, which answers 407.
         proxy.inject(INDEX_NAME, Fault("status", status=407,
                                        headers={"Proxy-Authenticate": 'Basic realm="p"'}))
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.setenv("no_proxy", "localhost")
         client = WebClient("http://echanges.invalid/passeur/",
                            CredentialStore(file_keyring(tmp_path / "kr.cfg")), FAST)
-        client.session.proxies = {"http": f"http://127.0.0.1:{proxy.port}"}
         with pytest.raises(WebError) as failed:
             client.fetch_index(DOSSIER, None)
         client.close()
         assert failed.value.code is Failure.PROXY_AUTH
         assert "proxy" in failed.value.message()
+        # A site the environment says to reach directly is not sent through the proxy.
+        monkeypatch.setenv("no_proxy", "echanges.invalid")
+        direct = WebClient("http://echanges.invalid/passeur/",
+                           CredentialStore(file_keyring(tmp_path / "kr.cfg")), FAST)
+        assert direct.session.proxies == {}
     finally:
         proxy.stop()
 

@@ -21,7 +21,7 @@ from daemon.events import ReceiptReceived
 from daemon.keys import SigningKey
 from daemon.presentation import describe_activity
 from daemon.send.base import SendError, Sent
-from daemon.send.parts import PARTS_NAME, SIGNATURE_NAME, part_name
+from daemon.send.parts import DEFAULT_PART_SIZE, PARTS_NAME, SIGNATURE_NAME, part_name
 from daemon.send.web import (
     RELAY_WIDTH,
     UPLOAD_CHUNK,
@@ -233,6 +233,37 @@ def test_a_finished_send_is_not_sent_again(nginx: Nginx, store: CredentialStore,
     assert sent.detail["parts_sent"] == 0
 
 
+def parts_on_server(repo: Path, file: Path) -> bytes:
+    """Return the parts an upload of `file` left on a server, end to end."""
+    folder = upload_path(repo, file.name)
+    return b"".join((folder / part_name(n)).read_bytes()
+                    for n in range(1, len(list(folder.glob("part-*"))) + 1))
+
+
+def test_on_a_plain_connection_the_parts_go_from_the_page_cache(
+        nginx: Nginx, store: CredentialStore, farmer: SigningKey, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    by_sendfile: list[int] = []
+    sendfile = socket.socket.sendfile
+
+    def counted(sock: socket.socket, *args: object, **kwargs: object) -> int:
+        sent: int = sendfile(sock, *args, **kwargs)  # type: ignore[arg-type]
+        by_sendfile.append(sent)
+        return sent
+
+    monkeypatch.setattr(socket.socket, "sendfile", counted)
+    # Parts of the usual size, whose digests the packer made while writing the file.
+    packed = make_wvz(tmp_path / "large", farmer, 2 * DEFAULT_PART_SIZE + 12_345)
+    dest = WebDestination(nginx.base_url, store, farmer, tmp_path / "send-state",
+                          settings=FAST)
+    dest.send(job_for(packed), ProgressLog(), threading.Event())
+    # Every byte of every part went by sendfile, never through a Python buffer.
+    assert sum(by_sendfile) == packed.stat().st_size
+    assert parts_on_server(nginx.repo, packed) == packed.read_bytes()
+
+
 def test_tls_with_the_firms_ca_and_refused_without(home: Home, store: CredentialStore,
                                                    farmer: SigningKey, wvz: Path,
                                                    tmp_path: Path) -> None:
@@ -251,6 +282,8 @@ def test_tls_with_the_firms_ca_and_refused_without(home: Home, store: Credential
     finally:
         server.stop()
     assert part_puts(server.requests("PUT")) == {part_name(n): 1 for n in range(1, 7)}
+    # Through TLS the spans are read and encrypted in this process: the same bytes.
+    assert parts_on_server(server.repo, wvz) == wvz.read_bytes()
 
 
 def test_the_documented_nginx_configuration(home: Home, store: CredentialStore,

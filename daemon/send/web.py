@@ -49,6 +49,8 @@ from daemon.send.parts import (
     upload_folder,
 )
 from daemon.web.client import (
+    FileSpan,
+    TakesTurns,
     WebClient,
     WebSettings,
     parse_retry_after,
@@ -70,8 +72,14 @@ UPLOAD_CHUNK = 64 << 10
 # cancel or a deadline still acts within a chunk (2 s at 1 Mbit/s).
 UNCAPPED_CHUNK = 256 << 10
 STATE_FORMAT = 1
-# Parts under way at once: one being sent, the one before awaiting its answer.
-RELAY_WIDTH = 2
+# Parts under way at once: one being sent (or getting ready), those before it awaiting
+# their answers. A resume looks on the server for that many parts past what it noted.
+RELAY_WIDTH = 3
+# How long before a part's end the next one gets its request ready (seconds at its pace).
+NEARLY_S = 0.05
+# How long a span of a part takes to go out at the pace so far, at least (seconds): the
+# progress and a cancel act at each span.
+SPAN_S = 0.1
 # Upload notes untouched for this long belong to sends given up long ago.
 STATE_KEEP_SECONDS = 30 * 86400
 # The note is rewritten after every part; it survives a killed process at once, and a
@@ -292,9 +300,10 @@ class TokenBucket:
             self._wait(-self._tokens / self.rate)
 
 
-class _PartBody:
+class _PartBody(TakesTurns):
     """One part's bytes for requests: a known length (a plain Content-Length, never
-    chunked), read in small chunks as they are sent, hashed on the way.
+    chunked), in small pieces as they are sent: spans of the file handed to the kernel
+    when the packer gave the part's digest, else chunks read and hashed on the way.
 
     `on_chunk` may raise _Failure (cancelled, deadline): requests lets it through and
     drops the connection.
@@ -302,10 +311,10 @@ class _PartBody:
 
     def __init__(self, handle: io.BufferedReader, offset: int, length: int, chunk: int,
                  on_chunk: Callable[[int], None], known: str | None = None,
-                 handed: threading.Event | None = None) -> None:
+                 relay: _PartSend | None = None) -> None:
         self.handle = handle
-        # Set once every byte was handed to the socket: the next part may start then.
-        self.handed = handed or threading.Event()
+        self.relay = relay  # the part's place in the relay, told when its bytes are out
+        self.began = 0.0  # when the part's first piece went out (monotonic)
         self.offset = offset
         self.length = length
         self.chunk = chunk
@@ -314,6 +323,11 @@ class _PartBody:
         self.digest: Any = None if known else hashlib.sha256()
         self.sent = 0
 
+    def wait_turn(self) -> None:
+        """Return when the part before has handed its last byte to its socket."""
+        if self.relay is not None:
+            self.relay.wait_for_the_part_before()
+
     def hexdigest(self) -> str:
         """Return the part's SHA-256: the packer's, or the one made while sending."""
         return self.known or self.digest.hexdigest()
@@ -321,13 +335,54 @@ class _PartBody:
     def __len__(self) -> int:
         return self.length
 
-    def __iter__(self) -> Iterator[memoryview]:
+    def __iter__(self) -> Iterator[memoryview | FileSpan]:
         # Started again from its first byte when the request is made again.
         self.digest = None if self.known else hashlib.sha256()
         self.sent = 0
+        self.began = time.monotonic()
+        yield from self._spans() if self.known else self._hashed_chunks()
+        # Resumed after the last chunk was sent: only the answer is awaited.
+        if self.relay is not None:
+            self.relay.handed.set()
+
+    def _span_size(self) -> int:
+        """Return the next span's size: what goes out in SPAN_S at the pace so far, at
+        least a chunk. On a fast line a part goes in two or three spans: each return to
+        Python between two spans may wait for the other part's thread (the interpreter
+        lock), and the line would idle meanwhile."""
+        elapsed = time.monotonic() - self.began
+        paced = int(self.sent * SPAN_S / elapsed) if self.sent and elapsed > 0 else 0
+        return min(max(self.chunk, paced), self.length - self.sent)
+
+    def _before_piece(self, count: int) -> None:
+        """Tell the relay when the part nears its end: this piece is the last, or what is
+        left after it goes out at the pace so far within NEARLY_S. The next part gets its
+        request and connection ready meanwhile, but never long before: an idle connection
+        is soon closed by many servers."""
+        if self.relay is None or self.relay.nearly.is_set():
+            return
+        left = self.length - self.sent - count
+        done = self.sent + count
+        elapsed = time.monotonic() - self.began
+        if left <= 0 or (self.sent > 0 and left * elapsed <= NEARLY_S * done):
+            self.relay.nearly.set()
+
+    def _spans(self) -> Iterator[FileSpan]:
+        """The part as spans of the file, sent from the page cache (its digest is known)."""
+        while self.sent < self.length:
+            span = FileSpan(self.handle, self.offset + self.sent, self._span_size(),
+                            self.chunk)
+            self.on_chunk(span.count)
+            self._before_piece(span.count)
+            yield span
+            if span.sent < span.count:
+                raise _Failure("file-changed")
+            self.sent += span.count
+
+    def _hashed_chunks(self) -> Iterator[memoryview]:
+        """The part read into one buffer and hashed on the way (its digest is unknown)."""
         self.handle.seek(self.offset)
-        # One buffer for the whole part: each chunk is on its way (sendall returned)
-        # before the next is read into it.
+        # Each chunk is on its way (sendall returned) before the next is read into it.
         buffer = memoryview(bytearray(min(self.chunk, self.length)))
         while self.sent < self.length:
             got = self.handle.readinto(buffer[:min(len(buffer), self.length - self.sent)])
@@ -335,12 +390,10 @@ class _PartBody:
                 raise _Failure("file-changed")
             self.on_chunk(got)
             data = buffer[:got]
-            if self.digest is not None:
-                self.digest.update(data)
+            self.digest.update(data)
             self.sent += got
+            self._before_piece(0)
             yield data
-        # Resumed after the last chunk's sendall() returned: only the answer is awaited.
-        self.handed.set()
 
 
 # ---------------------------------------------------------------- one upload
@@ -349,13 +402,19 @@ class _PartBody:
 class _PartSend:
     """One part's `PUT`, on a thread of its own (one try; the relay decides on retries)."""
 
-    def __init__(self, upload: _Upload, state: UploadState, number: int) -> None:
+    def __init__(self, upload: _Upload, state: UploadState, number: int,
+                 before: _PartSend | None = None) -> None:
         self.upload = upload
         self.state = state
         self.number = number
+        self.before = before
         self.failure: _Failure | None = None
         self.error: BaseException | None = None
-        # Set when the part's bytes are all sent, or when it ended without sending them.
+        # Set when the last piece is on its way (or the part ended): the next part may get
+        # its request ready, and a connection.
+        self.nearly = threading.Event()
+        # Set when the part's bytes are all sent, or when it ended without sending them:
+        # the next part may send its request then.
         self.handed = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"upload-{part_name(number)}",
                                        daemon=True)
@@ -370,11 +429,21 @@ class _PartSend:
         if self.error is not None:
             raise self.error
 
+    def wait_for_the_part_before(self) -> None:
+        """Return once the part before has sent its bytes; raise _Failure if it ended
+        without (its failure is the one the relay tells)."""
+        before, self.before = self.before, None  # a second try of the request waits not
+        if before is None:
+            return
+        before.handed.wait()
+        if before.failure is not None or before.error is not None:
+            raise _Failure("interrupted", f"{part_name(before.number)} failed")
+
     def _run(self) -> None:
         upload = self.upload
         try:
             with open(upload.job.file, "rb") as handle:
-                body = upload._part_body(handle, self.state, self.number, self.handed)
+                body = upload._part_body(handle, self.state, self.number, self)
                 upload._put(part_name(self.number), body, upload._deadline_for(body.length))
             upload._acknowledged(self.state, self.number, body)
         except _Failure as failure:
@@ -386,6 +455,7 @@ class _PartSend:
         finally:
             with upload.lock:
                 upload.flying.pop(self.number, None)
+            self.nearly.set()
             self.handed.set()
 
 
@@ -589,26 +659,29 @@ class _Upload:
                 self._give_up_unless_transient(failure)
 
     def _relay(self, state: UploadState, numbers: list[int]) -> None:
-        """Send these parts in a relay of two connections: a part starts as soon as the one
-        before has handed its last byte to the socket, while that one awaits its answer.
+        """Send these parts in a relay: a part sends its request as soon as the one before
+        has handed its last byte to the socket, while the ones before await their answers
+        (at most RELAY_WIDTH parts under way, each on its own connection); it gets its
+        request and its connection ready while that last piece goes out.
 
         The server's finishing of a part (its last bytes still in the kernel's buffers,
-        then the file's publication) then overlaps the next part's transfer instead of
-        leaving the line idle after each part. Only one part is ever partly sent: a cut
-        still costs at most one part sent twice (the one awaiting its answer is found
-        whole on the server at resume, `_take_whole_parts`). The first failure, in part
-        order, is raised once every part under way has ended.
+        then the file's publication) and the client's own work between two requests then
+        overlap the next part's transfer instead of leaving the line idle after each part.
+        Only one part is ever partly sent: a cut still costs at most one part sent twice
+        (the one awaiting its answer is found whole on the server at resume,
+        `_take_whole_parts`). The first failure, in part order, is raised once every part
+        under way has ended.
         """
         started: list[_PartSend] = []
         try:
             for number in numbers:
                 if any(part.failure for part in started):
                     break
-                part = _PartSend(self, state, number)
+                part = _PartSend(self, state, number, started[-1] if started else None)
                 started.append(part)
                 part.start()
-                part.handed.wait()
-                for earlier in started[:-1]:
+                part.nearly.wait()
+                for earlier in started[:1 - RELAY_WIDTH]:
                     earlier.join()
         finally:
             for part in started:
@@ -641,11 +714,11 @@ class _Upload:
         return self.done + sum(body.sent for body in flying)
 
     def _part_body(self, handle: io.BufferedReader, state: UploadState, number: int,
-                   handed: threading.Event) -> _PartBody:
+                   relay: _PartSend) -> _PartBody:
         """Return part `number`'s body, checking cancel and pace at each chunk."""
         offset, length = part_span(state.size, state.part_size, number)
         body = _PartBody(handle, offset, length, self.chunk, lambda n: None,
-                         self._known_digest(state, number), handed)
+                         self._known_digest(state, number), relay)
 
         def on_chunk(count: int) -> None:
             if self.cancel.is_set():

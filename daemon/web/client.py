@@ -13,17 +13,18 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin
 
 import requests
 import requests.adapters
 import requests.auth
+import requests.utils
 import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
@@ -144,7 +145,57 @@ def current_watchdog() -> Watchdog | None:
     return watchdog
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+class FileSpan:
+    """A span of an open file as one piece of a request body.
+
+    On a plain TCP connection it is handed to the kernel in one `sendfile`: the bytes go
+    from the page cache to the socket without passing through Python. Anywhere else (TLS,
+    a SOCKS proxy's connection) it is iterated like any body, in `chunk`-sized reads.
+    `sent` tells afterwards how many bytes went out: fewer than `count` when the file was
+    shorter than expected.
+    """
+
+    def __init__(self, handle: BinaryIO, offset: int, count: int, chunk: int) -> None:
+        self.handle = handle
+        self.offset = offset
+        self.count = count
+        self.chunk = chunk
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.handle.seek(self.offset)
+        while self.sent < self.count:
+            data = self.handle.read(min(self.chunk, self.count - self.sent))
+            if not data:
+                return
+            self.sent += len(data)
+            yield data
+
+    def send_by(self, sock: socket.socket) -> None:
+        """Send the span through a plain socket, from the page cache."""
+        self.sent = sock.sendfile(self.handle, self.offset, self.count)
+
+
+class TakesTurns:
+    """A request body whose request waits for `wait_turn()` before its first byte is sent;
+    the request is prepared and a connection taken meanwhile."""
+
+    def wait_turn(self) -> None:
+        """Return when the request may be sent (at once, unless overridden)."""
+
+
+class _Watched(urllib3.connection.HTTPConnection):
+    """What both connection classes add: bodies that take turns, the exchange's watchdog."""
+
+    def request(self, method: str, url: str, body: Any = None,
+                headers: Any = None, **kwargs: Any) -> None:
+        if isinstance(body, TakesTurns):
+            body.wait_turn()
+        super().request(method, url, body, headers, **kwargs)
+
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         watchdog = current_watchdog()
         if watchdog is not None:
@@ -152,12 +203,18 @@ class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
         return super().getresponse(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        watchdog = current_watchdog()
-        if watchdog is not None:
-            watchdog.attach(self.sock)
-        return super().getresponse(*args, **kwargs)
+class _WatchedHTTPConnection(_Watched):
+    def send(self, data: Any) -> None:
+        """Send a piece of the request; a FileSpan by sendfile (a TLS connection iterates
+        it: http.client falls back to that for anything that is not bytes)."""
+        if isinstance(data, FileSpan) and type(self.sock) is socket.socket:
+            data.send_by(self.sock)
+        else:
+            super().send(data)
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
@@ -196,11 +253,18 @@ class _VerifiedAdapter(requests.adapters.HTTPAdapter):
             conn, url, verify if isinstance(verify, str) else True, cert)
 
 
-def make_session(ca_bundle: Path | None = None) -> requests.Session:
-    """Return a session that verifies TLS (system CAs + `ca_bundle`, PEM or DER) and
-    honours proxies; raise CABundleError when the bundle cannot be used."""
+def make_session(base_url: str, ca_bundle: Path | None = None) -> requests.Session:
+    """Return a session for the site at `base_url` that verifies TLS (system CAs +
+    `ca_bundle`, PEM or DER) and honours the environment's proxy settings; raise
+    CABundleError when the bundle cannot be used."""
     context = ssl_context(ca_bundle)
     session = requests.Session()
+    # The proxy settings (HTTPS_PROXY, NO_PROXY) are read once, for the one site it talks
+    # to: requests would otherwise scan the whole environment at every request, about a
+    # millisecond each, for every part of an upload. Nothing else is taken from the
+    # environment: no ~/.netrc credentials sent along, no CA bundle replacing ours.
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(base_url)
     adapter = _VerifiedAdapter(context)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -326,7 +390,7 @@ class WebClient:
         """Return the HTTP session, made at first use; WebError when the CA bundle is bad."""
         if self._session is None:
             try:
-                self._session = make_session(self.ca_bundle)
+                self._session = make_session(self.base_url, self.ca_bundle)
             except CABundleError as error:
                 raise WebError(Failure.CA_BUNDLE, detail=f"{error.path}: {_(error.why)}",
                                ) from None
