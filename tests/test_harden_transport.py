@@ -218,3 +218,15 @@ def test_a_server_without_etag_is_asked_if_modified_since(home: Home, tmp_path: 
     assert index[0] == (200, None)
     assert index[-1][0] == 304
     assert index[-1][1]  # the date the first answer gave
+
+
+def test_a_local_http_site_costs_no_certificate_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.web.client as client
+
+    def no_tls(*_args: object) -> None:
+        raise AssertionError("the system's certificates were loaded")
+
+    monkeypatch.setattr(client, "ssl_context", no_tls)
+    client.make_session("http://127.0.0.1:8080/passeur/")
+    with pytest.raises(AssertionError):
+        client.make_session("https://echanges.cabinet.example/passeur/")

@@ -238,7 +238,7 @@ class UploadState:
             "sha256": self.sha256, "part_size": self.part_size, "url": self.url,
             "parts": {str(n): h for n, h in sorted(self.parts.items())},
             "complete": self.complete,
-        }, indent=1).encode()
+        }, separators=(",", ":")).encode()  # compact: json's C encoder, once per part
 
     @classmethod
     def load(cls, path: Path) -> UploadState | None:

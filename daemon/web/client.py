@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 import requests.adapters
@@ -231,17 +231,19 @@ _WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 class _VerifiedAdapter(requests.adapters.HTTPAdapter):
     """Always verifies certificates, with the system's CAs plus an optional extra bundle."""
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        self._ssl_context = ssl_context
+    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+        self._ssl_context = ssl_context  # None: urllib3's own, verifying (no extra bundle)
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._ssl_context
+        if self._ssl_context is not None:
+            kwargs["ssl_context"] = self._ssl_context
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        kwargs["ssl_context"] = self._ssl_context
+        if self._ssl_context is not None:
+            kwargs["ssl_context"] = self._ssl_context
         manager = super().proxy_manager_for(proxy, **kwargs)
         if not proxy.lower().startswith("socks"):
             manager.pool_classes_by_scheme = _WATCHED_POOLS
@@ -257,7 +259,6 @@ def make_session(base_url: str, ca_bundle: Path | None = None) -> requests.Sessi
     """Return a session for the site at `base_url` that verifies TLS (system CAs +
     `ca_bundle`, PEM or DER) and honours the environment's proxy settings; raise
     CABundleError when the bundle cannot be used."""
-    context = ssl_context(ca_bundle)
     session = requests.Session()
     # The proxy settings (HTTPS_PROXY, NO_PROXY) are read once, for the one site it talks
     # to: requests would otherwise scan the whole environment at every request, about a
@@ -265,6 +266,12 @@ def make_session(base_url: str, ca_bundle: Path | None = None) -> requests.Sessi
     # environment: no ~/.netrc credentials sent along, no CA bundle replacing ours.
     session.trust_env = False
     session.proxies = requests.utils.get_environ_proxies(base_url)
+    # An http:// site (this computer only, see the config's checks) reached directly needs
+    # no TLS: loading the system's certificates would cost a tenth of a second per session.
+    # A bundle that was given is always read, so that a bad one is said.
+    tls = urlsplit(base_url).scheme == "https" or any(
+        proxy.lower().startswith("https") for proxy in session.proxies.values())
+    context = ssl_context(ca_bundle) if tls or ca_bundle is not None else None
     adapter = _VerifiedAdapter(context)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
