@@ -169,6 +169,8 @@ class Core:
         self._pause_lock = threading.Lock()
         self._held: tuple[int, ...] = ()  # the ids last announced by RestartRequired
         self._held_lock = threading.Lock()
+        self._sends: set[threading.Event] = set()  # the cancels of the sends under way
+        self._sends_lock = threading.Lock()
         self._inbox_missing_said = False
         self._in_service = False
         self._following_receipts = False
@@ -431,13 +433,28 @@ class Core:
         and goes on from the part it reached, until it is done or `cancel` is set.
         """
         cancel = cancel or threading.Event()
-        if not resume:
-            return self.sender().send(request, cancel)
-        waiter = _LineWaiter(self.bus, cancel)
+        with self._sends_lock:
+            self._sends.add(cancel)
         try:
-            return self.sender().send(request, cancel, waiter.wait)
+            if not resume:
+                return self.sender().send(request, cancel)
+            waiter = _LineWaiter(self.bus, cancel)
+            try:
+                return self.sender().send(request, cancel, waiter.wait)
+            finally:
+                waiter.close()
         finally:
-            waiter.close()
+            with self._sends_lock:
+                self._sends.discard(cancel)
+
+    def cancel_sends(self) -> int:
+        """*Annuler l'envoi*: stop every send under way, whichever front end started it
+        (the tray's wizard, `passeur send` through the service); return how many."""
+        with self._sends_lock:
+            sends = list(self._sends)
+        for cancel in sends:
+            cancel.set()
+        return len(sends)
 
     def send_options(self, dossier: str) -> SendOptions:
         """Return what the sending wizard offers for `dossier` (raises SendError)."""

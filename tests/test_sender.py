@@ -543,3 +543,41 @@ def test_french_words_of_the_report() -> None:
     assert fr("fr", "Close {app} before sending the dossier: it could be writing it.") == (
         "Fermez {app} avant d'envoyer le dossier : il pourrait être en train de l'écrire.")
 
+
+
+def test_annuler_l_envoi_stops_a_send_whichever_front_end_started_it(
+        home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+
+    from daemon.core import Core
+
+    backend = file_keyring(tmp_path / "kr.cfg")
+    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    CredentialStore(backend).set(DOSSIER, Credential(BASIC, "secret", "gaec"))
+    make_rig(home, tmp_path)
+    configure_web(home, "http://127.0.0.1:9/passeur/")  # nobody listens: the line is down
+    core = Core(home.context())
+    seen = Recorder()
+    core.bus.subscribe("test", seen, SendProgress)
+    ended: list[str] = []
+
+    def sent_through_the_control_channel() -> None:
+        # As `passeur send` through the service: its own cancel, which the tray never sees.
+        try:
+            core.send(SendRequest(DOSSIER, Channel.WEB), threading.Event(), resume=True)
+        except SendError as error:
+            ended.append(error.code)
+
+    send = threading.Thread(target=sent_through_the_control_channel)
+    send.start()
+    try:
+        wait_until(lambda: any(getattr(e, "stage", "") == "waiting" for e in seen.events),
+                   30, "the send waits for the line")
+        assert core.cancel_sends() == 1  # the tray's *Annuler l'envoi*
+        send.join(30)
+        assert ended == ["cancelled"]
+        assert core.cancel_sends() == 0
+    finally:
+        core.cancel_sends()
+        send.join(30)
+        core.bus.close()

@@ -129,7 +129,6 @@ class TrayFrontEnd:
         self._ready = threading.Event()
         self._service_thread: threading.Thread | None = None
         self._failure: BaseException | None = None
-        self._send_cancel: threading.Event | None = None  # the tray's send under way
         self._last_sent = ""  # the file of the last send, whose report a click opens
         # *Recevoir maintenant* answers a failed look itself: "armed" at the click, then
         # "polling" from the web poll's start to its end (seen on the bus thread).
@@ -568,22 +567,17 @@ class TrayFrontEnd:
         from daemon.send.base import SendError
         from daemon.send.sender import SendRequest
 
-        cancel = threading.Event()
-        self._send_cancel = cancel
         self.render()
         try:
-            self.core.send(SendRequest.from_json(request_json), cancel, resume=True)
+            self.core.send(SendRequest.from_json(request_json), resume=True)
         except SendError as error:
             log.info("send of dossier %s: %s", request_json.get("dossier"), error.code)
         finally:
-            self._send_cancel = None
             self.render()
 
     def _cancel_send(self) -> None:
-        """*Annuler l'envoi*: the send stops and leaves nothing behind."""
-        cancel = self._send_cancel
-        if cancel is not None:
-            cancel.set()
+        """*Annuler l'envoi*: the sends under way stop and leave nothing behind."""
+        self.core.cancel_sends()
 
     def _open_report(self) -> None:
         """A click on the end-of-send notification: the report (*rapport*) page."""

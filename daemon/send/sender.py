@@ -333,6 +333,8 @@ class Sender:
                                               0, job.size))
                 assert on_cut is not None
                 if not on_cut(error):
+                    if cancel.is_set():  # *Annuler l'envoi* while waiting for the line
+                        raise SendError("cancelled", _("The send was cancelled.")) from None
                     raise
 
     # ------------------------------------------------------------ checks
