@@ -6,7 +6,9 @@ import pytest
 
 from daemon import events as ev
 from tray.menu import Action, Entry, build_menu, flatten, primary_action
-from tray.state import ConfigChecked, QueueSnapshot, Transfer, TrayState, reduce
+from tray.state import QueueSnapshot, Transfer, TrayState, reduce
+
+UNCONFIGURED = ev.ConfigApplied(False, "Isacompta", ())  # nothing to receive yet
 
 DOSSIERS = [("8502182", "GAEC LE GUYON")]
 
@@ -78,7 +80,7 @@ def test_pause_becomes_resume() -> None:
 
 
 def test_unconfigured_tray_points_to_settings() -> None:
-    entries = build_menu(reduce(TrayState(), ConfigChecked(False)), "Isacompta", DOSSIERS)
+    entries = build_menu(reduce(TrayState(), UNCONFIGURED), "Isacompta", DOSSIERS)
     assert by_action(entries, Action.SETTINGS).default
     assert not by_action(entries, Action.RECEIVE_NOW).enabled
     assert not by_action(entries, Action.IMPORT_FILE).enabled

@@ -10,7 +10,6 @@ import pytest
 from daemon import events as ev
 from daemon import i18n
 from tray.state import (
-    ConfigChecked,
     ProblemsSeen,
     QueueSnapshot,
     Status,
@@ -20,6 +19,8 @@ from tray.state import (
     status_of,
     tooltip,
 )
+
+UNCONFIGURED = ev.ConfigApplied(False, "Isacompta", ())  # nothing to receive yet
 
 T0 = datetime(2026, 3, 2, 14, 5).timestamp()
 TODAY = datetime(2026, 3, 2, 18, 0)
@@ -40,7 +41,7 @@ def test_a_fresh_state_is_up_to_date() -> None:
 
 
 @pytest.mark.parametrize(("events", "expected"), [
-    ((ConfigChecked(False),), Status.TO_CONFIGURE),
+    ((UNCONFIGURED,), Status.TO_CONFIGURE),
     ((QueueSnapshot(1), held(7)), Status.RESTART_REQUIRED),
     ((ev.SourceFailed("web", "auth", "Mot de passe refusé"),), Status.ERROR),
     ((ev.PauseChanged(True, None),), Status.PAUSED),
@@ -64,7 +65,7 @@ def test_the_most_urgent_status_wins() -> None:
         (ev.PauseChanged(True, None), Status.PAUSED),
         (ev.SourceFailed("usb", "disk-full", "Disque plein"), Status.ERROR),
         (held(4), Status.RESTART_REQUIRED),
-        (ConfigChecked(False), Status.TO_CONFIGURE),
+        (UNCONFIGURED, Status.TO_CONFIGURE),
     ]
     state = TrayState()
     for event, expected in story:
@@ -159,7 +160,7 @@ def test_tooltip_says_it_in_words() -> None:
         "En pause jusqu'à reprise — 1 mise à jour à intégrer")
     receiving = play(ev.DownloadProgress("web", "a.wwz", 1, 4))
     assert tooltip(receiving, "Isacompta", TODAY) == "Réception de a.wwz : 25 %"
-    assert tooltip(play(ConfigChecked(False)), "Isacompta", TODAY) == (
+    assert tooltip(play(UNCONFIGURED), "Isacompta", TODAY) == (
         "passeur n'est pas encore configuré : ouvrez Paramètres")
 
 

@@ -48,13 +48,6 @@ class QueueSnapshot(ev.Event):
 
 
 @dataclass(frozen=True)
-class ConfigChecked(ev.Event):
-    """Whether the configuration lets passeur receive anything yet."""
-
-    configured: bool
-
-
-@dataclass(frozen=True)
 class ProblemsSeen(ev.Event):
     """The user looked at the problems (opened the journal): they need no more attention."""
 
@@ -149,8 +142,6 @@ def _inputs(state: TrayState, event: ev.Event) -> TrayState | None:
     match event:
         case QueueSnapshot(waiting=waiting):
             return replace(state, waiting=waiting)
-        case ConfigChecked(configured=configured):
-            return replace(state, configured=configured)
         case ev.ConfigApplied(configured=configured):
             # A config that loads again ends the refusal of the previous hand edit.
             return replace(state, configured=configured,
