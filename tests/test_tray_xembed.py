@@ -171,3 +171,29 @@ def test_a_notification_server_that_comes_after_passeur_is_used_with_its_clicks(
         assert code == 0, err
         assert "notifications: plyer" in err, err
         assert "notifications: desktop-notifier (a notification server answers now)" in err
+
+
+def test_a_notification_server_that_starts_again_gets_the_next_notification(
+    home: Home, tmp_path: Path
+) -> None:
+    with desktop_without_notifications() as x11:
+        x11.start_dunst_now()
+        tray = start_tray(x11, home.root, tmp_path / "drop")
+        try:
+            drop(tmp_path / "drop", home.update())
+            assert wait_for(lambda: x11.notifications_shown() >= 1, 15)
+            # The server crashes and the desktop starts it again on the same session bus.
+            [dunst] = [p for p in x11.processes if p.args[0] == "dunst"]
+            dunst.kill()
+            dunst.wait()
+            x11.start_dunst_now()
+            drop(tmp_path / "drop", home.update())
+            assert wait_for(lambda: x11.notifications_shown() >= 1, 15), \
+                "nothing shown by the server that started again"
+            assert [n["body"] for n in x11.notifications_since(set())] == [
+                "1 mise à jour reçue pour le dossier 8502182"]
+        finally:
+            code, err = stop_tray(tray)
+            print(err)  # shown when the test fails
+        assert code == 0, err
+        assert "notifications: desktop-notifier" in err, err
