@@ -101,6 +101,8 @@ class XSession:
     # The pystray backend of the tray under test: trayer's tests are those of the xorg
     # one (with GTK installed, passeur would choose gtk); "" lets passeur choose.
     pystray_backend: str = "xorg"
+    # The virtual screen (width x height): larger for pictures of windows at 200 %.
+    screen: str = "1024x768"
 
     @property
     def env(self) -> dict[str, str]:
@@ -130,7 +132,7 @@ class XSession:
     def _start_xvfb(self) -> None:
         read, write = os.pipe()
         process = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten",
+            ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{self.screen}x24", "-nolisten",
              "tcp", "-noreset"], pass_fds=(write,), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         os.close(write)
@@ -296,10 +298,10 @@ class XSession:
 
 
 @contextlib.contextmanager
-def desktop(dunst_rules: str = "") -> Iterator[XSession]:
+def desktop(dunst_rules: str = "", screen: str = "1024x768") -> Iterator[XSession]:
     """Yield a running desktop, stopped afterwards."""
     require_tools()
-    with running(lambda folder: XSession(folder, dunst_rules)) as session:
+    with running(lambda folder: XSession(folder, dunst_rules, screen=screen)) as session:
         yield session
 
 
