@@ -183,9 +183,7 @@ def test_a_notification_server_that_starts_again_gets_the_next_notification(
             drop(tmp_path / "drop", home.update())
             assert wait_for(lambda: x11.notifications_shown() >= 1, 15)
             # The server crashes and the desktop starts it again on the same session bus.
-            [dunst] = [p for p in x11.processes if p.args[0] == "dunst"]
-            dunst.kill()
-            dunst.wait()
+            x11.crash_dunst()
             x11.start_dunst_now()
             drop(tmp_path / "drop", home.update())
             assert wait_for(lambda: x11.notifications_shown() >= 1, 15), \

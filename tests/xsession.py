@@ -346,6 +346,8 @@ class LateNotificationsSession(XSession):
     """A desktop whose notification server is missing at first: Xvfb, trayer and a bare
     session bus; `start_dunst_now()` brings dunst later."""
 
+    dunst: subprocess.Popen[bytes] | None = None
+
     def start(self) -> None:
         """Start Xvfb, trayer and the bus, without dunst."""
         self._start_xvfb()
@@ -366,9 +368,15 @@ class LateNotificationsSession(XSession):
         """Start dunst on the session's bus; wait until it answers."""
         rc = self.folder / "dunstrc"
         rc.write_text(DUNSTRC + self.dunst_rules, "utf-8")
-        self._spawn(["dunst", "-config", str(rc)], "dunst.log")
+        self.dunst = self._spawn(["dunst", "-config", str(rc)], "dunst.log")
         assert wait_for(lambda: self.dunstctl("is-paused").returncode == 0, 10), \
             self.log("dunst.log")
+
+    def crash_dunst(self) -> None:
+        """Kill dunst as a crash would; the session's bus stays."""
+        assert self.dunst is not None, "dunst was not started"
+        self.dunst.kill()
+        self.dunst.wait()
 
 
 @contextlib.contextmanager
