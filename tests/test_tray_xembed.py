@@ -146,6 +146,26 @@ def test_the_gtk_icon_docks_and_its_menu_opens_on_a_right_click_and_works(
         assert "tray backend: gtk" in err, err
 
 
+def test_the_gtk_icon_docks_again_when_the_system_tray_starts_again(
+    home: Home, tmp_path: Path, shots: Path
+) -> None:
+    with gtk_desktop() as x11:
+        tray = start_gtk_tray(x11, home.root, tmp_path / "drop")
+        try:
+            # The panel crashes and the desktop starts it again: the icon comes back by
+            # itself, and the service goes on (an update still arrives and is said).
+            x11.restart_trayer()
+            assert wait_for(lambda: gtk_icon(x11) is not None, 20), "the icon did not dock"
+            x11.screenshot(shots / "gtk-04-docked-after-the-tray-restart.png")
+            drop(tmp_path / "drop", home.update())
+            assert wait_for(lambda: Context(home.root).queue.count_pending() == 1, 15)
+            assert tray.poll() is None
+        finally:
+            code, err = stop_tray(tray)
+            print(err)  # shown when the test fails
+        assert code == 0, err
+
+
 def test_a_notification_server_that_comes_after_passeur_is_used_with_its_clicks(
     home: Home, tmp_path: Path, shots: Path
 ) -> None:

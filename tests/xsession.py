@@ -103,6 +103,7 @@ class XSession:
     pystray_backend: str = "xorg"
     # The virtual screen (width x height): larger for pictures of windows at 200 %.
     screen: str = "1024x768"
+    trayer: subprocess.Popen[bytes] = field(init=False)
 
     @property
     def env(self) -> dict[str, str]:
@@ -123,11 +124,22 @@ class XSession:
     def start(self) -> None:
         """Start Xvfb, trayer and dunst (on a private session bus)."""
         self._start_xvfb()
-        self._spawn(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-                     "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
-                     "--transparent", "false", "--expand", "true"], "trayer.log")
-        assert wait_for(lambda: self.tray_window() is not None, 10), self.log("trayer.log")
+        self._start_trayer()
         self._start_dunst()
+
+    def _start_trayer(self) -> None:
+        self.trayer = self._spawn(
+            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+             "--height", str(TRAY_HEIGHT), "--SetDockType", "true", "--transparent", "false",
+             "--expand", "true"], "trayer.log")
+        assert wait_for(lambda: self.tray_window() is not None, 10), self.log("trayer.log")
+
+    def restart_trayer(self) -> None:
+        """Kill the system tray, as a crash would, and start it again."""
+        self.trayer.kill()
+        self.trayer.wait()
+        assert wait_for(lambda: self.tray_window() is None, 10), "trayer did not go"
+        self._start_trayer()
 
     def _start_xvfb(self) -> None:
         read, write = os.pipe()
@@ -351,10 +363,7 @@ class LateNotificationsSession(XSession):
     def start(self) -> None:
         """Start Xvfb, trayer and the bus, without dunst."""
         self._start_xvfb()
-        self._spawn(["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-                     "--height", str(TRAY_HEIGHT), "--SetDockType", "true",
-                     "--transparent", "false", "--expand", "true"], "trayer.log")
-        assert wait_for(lambda: self.tray_window() is not None, 10), self.log("trayer.log")
+        self._start_trayer()
         conf = self.folder / "bus.conf"
         conf.write_text(BARE_BUS_CONF, "utf-8")
         address = self.folder / "bus-address"
