@@ -10,6 +10,8 @@ import pytest
 
 from daemon import i18n
 from daemon.keys import SigningKey
+from daemon.web.publish import Repository
+from tests.faultserver import FaultServer
 from tests.helpers import Home, make_home
 from tests.services import _no_service_left_behind  # noqa: F401 - autouse, for every test
 
@@ -40,3 +42,18 @@ def shots(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("PASSEUR_SHOTS") or tmp_path / "shots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def repo(home: Home, tmp_path: Path) -> Repository:
+    """The accountant's repository folder, signed with the home's trusted key."""
+    return Repository(tmp_path / "repo", home.key)
+
+
+@pytest.fixture
+def server(repo: Repository) -> Iterator[FaultServer]:
+    """A fault-injecting server on the repository."""
+    repo.root.mkdir(parents=True, exist_ok=True)
+    srv = FaultServer(repo.root).start()
+    yield srv
+    srv.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +20,6 @@ from tests.helpers import DOSSIER, Home
 
 # Short deadlines: the trickled heads below take many times longer than these to be sent.
 SHORT = dataclasses.replace(FAST, deadline_base=0.6, read_timeout=5.0)
-
-
-@pytest.fixture
-def repo(home: Home, tmp_path: Path) -> Repository:
-    """The accountant's repository folder, signed with the home's trusted key."""
-    return Repository(tmp_path / "repo", home.key)
-
-
-@pytest.fixture
-def server(repo: Repository) -> Iterator[FaultServer]:
-    """A fault-injecting server on the repository."""
-    repo.root.mkdir(parents=True, exist_ok=True)
-    srv = FaultServer(repo.root).start()
-    yield srv
-    srv.stop()
 
 
 def _client(home: Home, server: FaultServer) -> WebClient:

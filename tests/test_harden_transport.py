@@ -23,12 +23,6 @@ from tests.helpers import DOSSIER, Home
 from tests.nginx import make_tls
 
 
-@pytest.fixture
-def repo(home: Home, tmp_path: Path) -> Repository:
-    """The accountant's repository folder, signed with the home's trusted key."""
-    return Repository(tmp_path / "repo", home.key)
-
-
 def _serve(repo: Repository, **kwargs: object) -> FaultServer:
     repo.root.mkdir(parents=True, exist_ok=True)
     return FaultServer(repo.root, **kwargs)  # type: ignore[arg-type]

@@ -50,21 +50,6 @@ BIG = 300_000
 
 
 @pytest.fixture
-def repo(home: Home, tmp_path: Path) -> Repository:
-    """The accountant's repository folder, signed with the home's trusted key."""
-    return Repository(tmp_path / "repo", home.key)
-
-
-@pytest.fixture
-def server(repo: Repository) -> Iterator[FaultServer]:
-    """A fault-injecting server on the repository."""
-    repo.root.mkdir(parents=True, exist_ok=True)
-    srv = FaultServer(repo.root).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def rig(home: Home, server: FaultServer) -> Iterator[Rig]:
     """A poller on the home, pointed at the fault server."""
     configure_web(home, server.base_url)

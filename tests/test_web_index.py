@@ -132,11 +132,6 @@ def test_garbage_is_malformed(signing_key: SigningKey) -> None:
 # ---------------------------------------------------------------- publishing
 
 
-@pytest.fixture
-def repo(home: Home, tmp_path: Path) -> Repository:
-    return Repository(tmp_path / "repo", home.key)
-
-
 def read_index(repo: Repository, key: SigningKey) -> Index:
     data = (repo.root / DOSSIER / INDEX_NAME).read_bytes()
     return verify_index(data, trusted(key), DOSSIER, datetime.now(UTC)).index
