@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -179,3 +180,20 @@ def small_disk(folder: Path, set_up: Callable[[], None] = lambda: None,
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+class Unseekable(io.RawIOBase):
+    """A write-only stream that cannot seek, as a pipe: zipfile then puts each member's
+    sizes in a data descriptor after its data, as a streaming writer does."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        """Say that it takes writes."""
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        """Keep the bytes."""
+        self.data += b
+        return len(b)

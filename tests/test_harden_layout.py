@@ -17,6 +17,7 @@ from daemon.exchange import verify_exchange
 from daemon.keys import SigningKey
 from daemon.manifest import MANIFEST_NAME, SIGNATURE_NAME
 from tests import hostile
+from tests.helpers import Unseekable
 
 QUICK = settings(max_examples=80, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -96,17 +97,6 @@ def test_a_comment_that_ends_the_file_exactly_is_accepted(tmp_path: Path) -> Non
 
 def test_data_descriptors_that_agree_are_accepted(tmp_path: Path) -> None:
     # Sizes after the data, as a streaming writer (Python's zipfile on a pipe) puts them.
-    class Unseekable(io.RawIOBase):
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: bytes) -> int:  # type: ignore[override]
-            self.data += b
-            return len(b)
-
     exchange = hostile.Exchange(_KEY)
     out = Unseekable()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -27,7 +27,7 @@ from daemon.queue import Outcome
 from daemon.removable.handover import Handover, Offer, exchange_name
 from daemon.zipstream import LOCAL_HEADER, LOCAL_MAGIC, ExchangeDigest, MemberHash
 from tests import hostile
-from tests.helpers import Home
+from tests.helpers import Home, Unseekable
 
 QUICK = settings(max_examples=60, deadline=None)
 
@@ -184,17 +184,6 @@ def test_bytes_altered_on_the_way_are_caught(home: Home, signing_key: SigningKey
 
 
 def test_a_layout_it_cannot_follow_leaves_the_members_to_the_reader() -> None:
-    class Unseekable(io.RawIOBase):
-        def __init__(self) -> None:
-            self.data = bytearray()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: bytes) -> int:  # type: ignore[override]
-            self.data += b
-            return len(b)
-
     out = Unseekable()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("ecritures.xml", b"<e/>" * 100)
