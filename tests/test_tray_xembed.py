@@ -9,21 +9,17 @@ Screenshots go to $PASSEUR_SHOTS when set.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 from daemon.context import Context
 from tests.helpers import Home
-from tests.xsession import ROOT as REPO
 from tests.xsession import (
     TRAY_HEIGHT,
     XSession,
     desktop_without_notifications,
     gtk_desktop,
-    launcher_argv,
     start_tray,
     stop_tray,
-    tray_env,
     wait_for,
 )
 
@@ -55,22 +51,6 @@ def gtk_menu(session: XSession) -> str | None:
     return None
 
 
-def start_gtk_tray(session: XSession, home: Path, drop_folder: Path) -> subprocess.Popen[str]:
-    """Start the tests' launcher; wait until its gtk icon is docked."""
-    drop_folder.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(launcher_argv(home, drop_folder),
-                               env=tray_env(session.env, home), cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    docked = wait_for(lambda: gtk_icon(session) is not None or process.poll() is not None,
-                      20)
-    if not docked or process.poll() is not None:
-        windows = session.run("xwininfo", "-root", "-tree").stdout
-        process.kill()
-        _out, err = process.communicate()
-        raise AssertionError(f"the gtk icon did not dock: {err}\n{windows}")
-    return process
-
-
 def press(session: XSession, *keys: str) -> None:
     """Type keys where the keyboard is (an open menu holds it)."""
     for key in keys:
@@ -94,7 +74,7 @@ def test_the_gtk_icon_docks_and_its_menu_opens_on_a_right_click_and_works(
     home: Home, tmp_path: Path, shots: Path
 ) -> None:
     with gtk_desktop() as x11:
-        tray = start_gtk_tray(x11, home.root, tmp_path / "drop")
+        tray = start_tray(x11, home.root, tmp_path / "drop", icon=gtk_icon)
         try:
             x11.screenshot(shots / "gtk-01-docked.png")
             drop(tmp_path / "drop", home.update())
@@ -150,7 +130,7 @@ def test_the_gtk_icon_docks_again_when_the_system_tray_starts_again(
     home: Home, tmp_path: Path, shots: Path
 ) -> None:
     with gtk_desktop() as x11:
-        tray = start_gtk_tray(x11, home.root, tmp_path / "drop")
+        tray = start_tray(x11, home.root, tmp_path / "drop", icon=gtk_icon)
         try:
             # The panel crashes and the desktop starts it again: the icon comes back by
             # itself, and the service goes on (an update still arrives and is said).

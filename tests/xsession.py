@@ -747,9 +747,12 @@ def launcher_argv(home: Path, drop: Path) -> list[str]:
 
 
 def start_tray(session: XSession, home: Path, drop: Path | None,
-               extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+               extra_env: dict[str, str] | None = None,
+               icon: Callable[[XSession], str | None] | None = None) -> subprocess.Popen[str]:
     """Start the launcher (or, without a drop folder, the real `passeur run`) on this
-    desktop; wait until its icon is docked in the tray."""
+    desktop; wait until its icon is docked in the tray (found by `icon`: the xorg
+    backend's by default)."""
+    find_icon = icon or tray_icon
     argv = [sys.executable, "-m", "daemon.cli", "run"]
     if drop is not None:
         drop.mkdir(parents=True, exist_ok=True)
@@ -757,7 +760,7 @@ def start_tray(session: XSession, home: Path, drop: Path | None,
     env = tray_env(session.env, home) | (extra_env or {})
     process = subprocess.Popen(argv, env=env, cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    docked = wait_for(lambda: tray_icon(session) is not None or process.poll() is not None,
+    docked = wait_for(lambda: find_icon(session) is not None or process.poll() is not None,
                       20)
     if not docked or process.poll() is not None:
         windows = session.run("xwininfo", "-root", "-tree").stdout
