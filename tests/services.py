@@ -48,6 +48,16 @@ def log_text(home: Home) -> str:
     return log.read_text("utf-8") if log.exists() else ""
 
 
+def what_it_said(process: subprocess.Popen[str], home: Home) -> str:
+    """Return the service's log, and its exit code and stderr if it has ended: what a
+    failing test shows."""
+    said = log_text(home)
+    if process.poll() is not None:
+        _out, err = process.communicate(timeout=15)
+        said += f"\n--- ended with {process.returncode}; stderr ---\n{err}"
+    return said
+
+
 def start_service(home: Home, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start the service on `home` and wait until it says it started."""
     process = subprocess.Popen(

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from tests.helpers import Home
-from tests.services import _STARTED, log_text, served_home, stop, wait_for
+from tests.services import _STARTED, log_text, served_home, stop, wait_for, what_it_said
 
 OTHER = "9100001"
 
@@ -63,7 +63,8 @@ def test_a_broken_hand_edit_keeps_the_previous_config_and_is_reported_once(
     broken = good.replace("[sources.folders]", '[sources.web]\npoll_minutes = "often"\n\n'
                           "[sources.folders]")
     config.write_text(broken, "utf-8")
-    assert wait_for(lambda: "sources.web.poll_minutes" in log_text(home), 15), log_text(home)
+    assert wait_for(lambda: "sources.web.poll_minutes" in log_text(home), 15), \
+        what_it_said(service, home)
     config.write_text(broken + "\n", "utf-8")  # saved again, still broken: not said again
     # The previous configuration goes on: its watched folder still takes an update.
     update = home.update(1, out=drop)
