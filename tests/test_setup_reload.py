@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from tests.helpers import Home
@@ -92,3 +93,23 @@ def test_a_config_file_caught_while_written_is_read_only_once_it_settles(
     assert looked_again.wait(5), "looked at again once the delay is over"
     assert watch.changed()
     assert not watch.changed()
+
+
+def test_a_truncation_that_leaves_the_file_times_as_they_were_is_not_read_at_once(
+        tmp_path: Path) -> None:
+    import os
+
+    from daemon.setup.watch import ConfigWatch
+
+    config = tmp_path / "config.toml"
+    config.write_text('[[dossiers]]\nnumber = "8502182"\n', "utf-8")
+    os.utime(config, (time.time() - 60, time.time() - 60))  # saved a minute ago
+    before = config.stat()
+    looked_again = threading.Event()
+    watch = ConfigWatch(config, looked_again.set, settle=0.3)
+    # As seen on ext4 under load: emptied by an editor's O_TRUNC, the times unchanged.
+    config.write_text("", "utf-8")
+    os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert not watch.changed()
+    assert looked_again.wait(5), "looked at again once the delay is over"
+    assert watch.changed()

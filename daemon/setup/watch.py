@@ -57,6 +57,8 @@ class ConfigWatch:
         self.on_change = on_change
         self.settle = settle
         self._seen = signature(path)
+        # A new signature and when it was first seen, until it has lasted the settle delay.
+        self._pending: tuple[Signature, float] | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._observer: BaseObserver | None = None
@@ -106,16 +108,20 @@ class ConfigWatch:
 
         A file written in place (an editor, `echo >`) is for a moment empty or cut short,
         and an empty file is a valid config (all defaults): read then, it would replace
-        the user's settings. A file written less than the settle delay ago is looked at
-        again once that delay is over.
+        the user's settings. Its times cannot tell (a truncation may leave the
+        modification time as it was): a new signature is taken only once it is seen
+        unchanged the settle delay later.
         """
         now = signature(self.path)
         with self._lock:
             if now == self._seen:
+                self._pending = None
                 return False
-            # (A time ahead of the clock is not "just written": it would wait for ever.)
-            if now is not None and 0 <= time.time_ns() - now[1] < self.settle * 1e9:
-                self._report_later()
+            at = time.monotonic()
+            if self._pending is None or self._pending[0] != now:
+                self._pending = (now, at)
+            if at - self._pending[1] < self.settle:
+                self._report_later()  # looked at again once the delay is over
                 return False
-            self._seen = now
+            self._seen, self._pending = now, None
         return True
