@@ -59,10 +59,13 @@ class Context:
 
         return EventBus()
 
-    def reload_config(self) -> Config:
-        """Forget the cached config (after the CLI edited it) and read it again."""
+    def reload_config(self, config: Config | None = None) -> Config:
+        """Forget the cached config and what was built from it; take `config` (read and
+        checked by the caller, so that what runs is what was checked) or read it again."""
         for name in ("config", "intake", "delivery"):
             self.__dict__.pop(name, None)
+        if config is not None:
+            self.__dict__["config"] = config
         return self.config
 
     @property

@@ -166,7 +166,8 @@ class Service:
             return False
         for note in config.notes:
             log.warning("%s", note)
-        config = self._applied = self.ctx.reload_config()
+        # The very config checked above: a second reading could find the next edit.
+        self._applied = self.ctx.reload_config(config)
         if self.source_factory is not None:
             self._replace_sources(self.source_factory(self.ctx))
         log.info(_("The settings were read again and apply now"))

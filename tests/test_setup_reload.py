@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import Home
 from tests.services import _STARTED, log_text, served_home, stop, wait_for, what_it_said
 
@@ -113,3 +115,26 @@ def test_a_truncation_that_leaves_the_file_times_as_they_were_is_not_read_at_onc
     assert not watch.changed()
     assert looked_again.wait(5), "looked at again once the delay is over"
     assert watch.changed()
+
+
+def test_what_runs_is_the_config_that_was_checked_not_a_second_reading(
+        home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.context
+    from daemon import config_edit
+    from daemon.context import Context
+    from daemon.core import Core
+    from daemon.errors import ConfigError
+    from daemon.service import Service
+
+    ctx = Context(home.root)
+    service = Service(ctx, Core(ctx, []))
+    assert ctx.config.dossier(OTHER) is None  # what runs before the edit
+    config_edit.add_dossier(home.root / "config.toml", OTHER, "EARL DES PRÉS")
+
+    def the_next_edit_is_broken(path: Path) -> object:
+        raise ConfigError(path, "sources.web.poll_minutes", "un nombre entier attendu")
+
+    # Were the file read again once checked, it would find the next (broken) edit.
+    monkeypatch.setattr(daemon.context, "load_config", the_next_edit_is_broken)
+    assert service.apply_config()
+    assert ctx.config.dossier(OTHER) is not None
