@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Home
-from tests.services import _STARTED, log_text, served_home, stop, wait_for, what_it_said
+from tests.services import log_text, served_home, start_service, stop, wait_for, what_it_said
 
 OTHER = "9100001"
 
@@ -23,16 +23,6 @@ def run(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Complete
                           input=stdin, capture_output=True, timeout=60, check=False)
 
 
-def start(env: dict[str, str], home: Home) -> subprocess.Popen[str]:
-    """Start `passeur run --headless` and wait until it says it started."""
-    service = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "--headless"],
-                               env=env, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    _STARTED.append(service)
-    assert wait_for(lambda: "passeur démarré" in log_text(home)), log_text(home)
-    return service
-
-
 def test_a_dossier_added_from_the_cli_is_polled_without_a_restart(tmp_path: Path,
                                                                   home: Home) -> None:
     with served_home(home, tmp_path) as (server, env, key_file):
@@ -41,7 +31,7 @@ def test_a_dossier_added_from_the_cli_is_polled_without_a_restart(tmp_path: Path
         published = run(env, "publish", "--repo", str(server.repo), "--key", str(key_file),
                         str(update))
         assert published.returncode == 0, published.stderr
-        service = start(env, home)
+        service = start_service(home, env)
         login = run(env, "login", OTHER, "--user", "gaec", "--password-stdin", "--no-check",
                     stdin="secret\n")
         assert login.returncode == 0, login.stderr
@@ -62,7 +52,7 @@ def test_a_broken_hand_edit_keeps_the_previous_config_and_is_reported_once(
     config = home.root / "config.toml"
     good = config.read_text("utf-8").replace("watch = []", f'watch = ["{drop}"]')
     config.write_text(good, "utf-8")
-    service = start(home.env, home)
+    service = start_service(home)
     broken = good.replace("[sources.folders]", '[sources.web]\npoll_minutes = "often"\n\n'
                           "[sources.folders]")
     config.write_text(broken, "utf-8")
