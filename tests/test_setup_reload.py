@@ -107,6 +107,40 @@ def test_a_truncation_that_leaves_the_file_times_as_they_were_is_not_read_at_onc
     assert watch.changed()
 
 
+def test_a_change_is_taken_while_the_file_is_read_again_and_again(tmp_path: Path) -> None:
+    from daemon.setup.watch import ConfigWatch
+
+    config = tmp_path / "config.toml"
+    config.write_text('[[dossiers]]\nnumber = "8502182"\n', "utf-8")
+    wake, done = threading.Event(), threading.Event()
+    watch = ConfigWatch(config, wake.set, settle=0.3)
+    watch.start()
+
+    def read_often() -> None:  # every `passeur` command reads the file when it starts
+        while not done.wait(0.05):
+            config.read_bytes()
+
+    def look_like_the_service() -> None:  # woken by the watch, else once a minute
+        while not done.is_set():
+            wake.wait(60)
+            wake.clear()
+            if watch.changed():
+                done.set()
+
+    threads = [threading.Thread(target=read_often), threading.Thread(target=look_like_the_service)]
+    try:
+        for thread in threads:
+            thread.start()
+        config.write_text('[[dossiers]]\nnumber = "9100001"\n', "utf-8")
+        assert done.wait(5), "reading the file must not put the change off"
+    finally:
+        done.set()
+        wake.set()
+        watch.stop()
+        for thread in threads:
+            thread.join(5)
+
+
 def test_what_runs_is_the_config_that_was_checked_not_a_second_reading(
         home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     import daemon.context

@@ -1,7 +1,7 @@
 """Noticing that the config file changed (passeur's own edits, the CLI's, a hand edit),
 so that the service applies it at once.
 
-watchdog watches the file's folder (not recursively) and reports a change of the file
+watchdog watches the file's folder (not recursively) and reports a write of the file
 after a short settle delay, since an editor may write in several steps. The file's
 signature (size, time, inode) is what decides: an event that changed nothing costs one
 stat(), and a missed event is caught at the service's next look.
@@ -16,7 +16,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    EVENT_TYPE_CLOSED,
+    EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
+    EVENT_TYPE_MODIFIED,
+    EVENT_TYPE_MOVED,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -27,6 +35,10 @@ SETTLE_S = 0.4
 OBSERVER_TIMEOUT_S = 30.0
 
 Signature = tuple[int, int, int, int] | None
+
+# What may change the file; opening it to read it does not.
+WRITES = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED,
+                    EVENT_TYPE_DELETED, EVENT_TYPE_CLOSED})
 
 
 def signature(path: Path) -> Signature:
@@ -43,6 +55,8 @@ class _Handler(FileSystemEventHandler):
         self.watch = watch
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in WRITES:
+            return  # every `passeur` command opens the file to read it
         paths = (event.src_path, getattr(event, "dest_path", "") or "")
         if any(os.fsdecode(p) == str(self.watch.path) for p in paths if p):
             self.watch.touched()
@@ -90,17 +104,24 @@ class ConfigWatch:
             self._observer = None
 
     def touched(self) -> None:
-        """The file was written: report it once writing has settled."""
+        """The file was written: report it once the settle delay is over."""
         with self._lock:
             self._report_later()
 
     def _report_later(self) -> None:
-        """Call `on_change` after the settle delay, unless written again meanwhile."""
+        """Call `on_change` after the settle delay. A report already due is not put off:
+        writes that go on would otherwise delay it for ever; `changed()` tells whether the
+        file has settled, and asks to be called again if not."""
         if self._timer is not None:
-            self._timer.cancel()
-        self._timer = threading.Timer(self.settle, self.on_change)
+            return
+        self._timer = threading.Timer(self.settle, self._report)
         self._timer.daemon = True
         self._timer.start()
+
+    def _report(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.on_change()
 
     def changed(self) -> bool:
         """Tell whether the file differs from when this was last asked (or created), and
