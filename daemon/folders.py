@@ -24,7 +24,7 @@ from watchdog.observers.api import BaseObserver
 from daemon.bus import EventBus
 from daemon.config import Config, Paths
 from daemon.events import SourceFailed
-from daemon.fsutil import atomic_write_bytes
+from daemon.fsutil import WRITE_EVENTS, atomic_write_bytes
 from daemon.i18n import _
 from daemon.intake import Batch, Intake
 from daemon.naming import ExchangeName
@@ -42,9 +42,6 @@ from daemon.sources import Source
 log = logging.getLogger(__name__)
 
 SEEN_FILE = "watched-folders.json"
-# Events that mean "the file's content may have changed" (not our own reads: opened,
-# closed without writing).
-_WRITE_EVENTS = frozenset({"created", "modified", "closed", "moved"})
 # watchdog's threads otherwise wake up every second to check whether to stop; stopping
 # is signalled directly, so they may sleep.
 OBSERVER_TIMEOUT_S = 3600.0
@@ -55,7 +52,7 @@ class _Forward(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in _WRITE_EVENTS or event.is_directory:
+        if event.event_type not in WRITE_EVENTS or event.is_directory:
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if raw:

@@ -22,6 +22,11 @@ CHUNK = 1 << 20
 _TEMP_SUFFIX = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.part$")
 
 
+# watchdog's names of the events that mean "the file's content may have changed"; the
+# others (opened, closed without writing) are reads, passeur's own among them.
+WRITE_EVENTS = frozenset({"created", "modified", "closed", "moved"})
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Tell whether an error means the disk (or the user's quota) is full, including
     SQLite's ways of saying it (a full disk often shows as its "disk I/O error")."""

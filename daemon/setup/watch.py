@@ -16,17 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import (
-    EVENT_TYPE_CLOSED,
-    EVENT_TYPE_CREATED,
-    EVENT_TYPE_DELETED,
-    EVENT_TYPE_MODIFIED,
-    EVENT_TYPE_MOVED,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+
+from daemon.fsutil import WRITE_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +29,6 @@ SETTLE_S = 0.4
 OBSERVER_TIMEOUT_S = 30.0
 
 Signature = tuple[int, int, int, int] | None
-
-# What may change the file; opening it to read it does not.
-WRITES = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED,
-                    EVENT_TYPE_DELETED, EVENT_TYPE_CLOSED})
 
 
 def signature(path: Path) -> Signature:
@@ -55,7 +45,7 @@ class _Handler(FileSystemEventHandler):
         self.watch = watch
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in WRITES:
+        if event.event_type not in WRITE_EVENTS:
             return  # every `passeur` command opens the file to read it
         paths = (event.src_path, getattr(event, "dest_path", "") or "")
         if any(os.fsdecode(p) == str(self.watch.path) for p in paths if p):
