@@ -232,7 +232,10 @@ def test_a_key_pulled_out_mid_copy_leaves_nothing_and_is_taken_when_back(
     wait_until(pulled.is_set, what="the copy to start")
     assert outcome[0], outcome  # the unmount worked
     key.wait_gone()  # fusefat ends once the source has closed its handle
-    # The copy stopped at the next chunk, not at the end of the file.
+    # The copy stopped at the next chunk, not at the end of the file. The source says so
+    # right after it closed the file, which may be just after fusefat ended.
+    wait_until(lambda: any("interrupted" in r.getMessage() for r in caplog.records),
+               what="the copy to say it was interrupted")
     messages = [r.getMessage() for r in caplog.records]
     interrupted = next(i for i, m in enumerate(messages) if "interrupted" in m)
 
