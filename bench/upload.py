@@ -5,12 +5,13 @@
 One `.wvz` of --size-mib (1024, or 200 with --quick) is uploaded to nginx on 127.0.0.1
 (`dav_methods PUT`, `auth_basic`, as in docs/nginx-example.conf), alternating with
 `curl -T` putting the same file whole to the same server (the reference, same run):
-- throughput of the part protocol (8 MiB parts, each hashed as it goes, then the signed
-  part list) against curl's single PUT. Target: ≥ 0.9 × curl.
+- throughput of the part protocol (parts of the size a file of this size gets: 32 MiB
+  for 1 GiB; hashed by the packer; then the signed part list) against curl's single PUT.
+  Target: ≥ 0.9 × curl.
 - peak memory growth of the sending process. Target: < 32 MiB.
 - resume after a cut: the sending process is killed (SIGKILL) at a random point and run
   again; the parts nginx received twice are counted in its access log. Target: ≤ 1.
-- for information, where the difference goes: curl putting the same 8 MiB parts one
+- for information, where the difference goes: curl putting the same parts one
   `PUT` each on one connection (the part protocol's round trips, without passeur), and
   the SHA-256 of the whole file in this process (what hashing each part costs; curl
   hashes nothing).
@@ -47,7 +48,8 @@ from bench.common import (
     scratch,
 )
 from daemon.keys import SigningKey
-from daemon.send.parts import DEFAULT_PART_SIZE, part_count
+from daemon.send.base import part_size_for
+from daemon.send.parts import part_count
 from daemon.web.publish import Repository
 from tests.helpers import DOSSIER
 from tests.nginx import Nginx
@@ -127,13 +129,14 @@ class Bench:
         return seconds
 
     def curl_parts(self, folder: Path) -> float:
-        """Time curl putting the file's 8 MiB parts, one PUT each, on one connection."""
-        count = part_count(self.size, DEFAULT_PART_SIZE)
+        """Time curl putting the file's parts, one PUT each, on one connection."""
+        part_size = part_size_for(self.size)
+        count = part_count(self.size, part_size)
         if not folder.exists():
             folder.mkdir()
             with open(self.file, "rb") as source:
                 for number in range(1, count + 1):
-                    (folder / f"{number:05d}").write_bytes(source.read(DEFAULT_PART_SIZE))
+                    (folder / f"{number:05d}").write_bytes(source.read(part_size))
         argv = ["curl", "-sSf", "-u", f"{USER}:{PASSWORD}"]
         for number in range(1, count + 1):
             argv += ["-T", str(folder / f"{number:05d}"), "-o", os.devnull,
@@ -162,7 +165,7 @@ class Bench:
 
         Returns (parts acknowledged at the kill, parts of the file, parts sent twice).
         """
-        count = part_count(self.size, DEFAULT_PART_SIZE)
+        count = part_count(self.size, part_size_for(self.size))
         target = rng.randint(1, count - 2)
         note = self.state / f"{self.file.name}.json"
         before = len(self.nginx.access_log())
@@ -221,7 +224,7 @@ def measure(work: Path, size_mib: int, repeat: int) -> list[Row]:
     parts_med, hash_med = median(parts_s), median(hash_s)
     return [
         Row(f"curl -T {fmt_mib(size)} (reference)", fmt_rate(size, curl_med)),
-        Row(f"passeur, {fmt_mib(DEFAULT_PART_SIZE)} parts + signed part list",
+        Row(f"passeur, {fmt_mib(part_size_for(size))} parts + signed part list",
             fmt_rate(size, ours_med), fmt_rate(size, curl_med),
             fmt_ratio(curl_med / ours_med), "≥ 0.90×", curl_med / ours_med >= 0.9),
         Row("  curl -T of the same parts, one PUT each (the protocol without passeur)",

@@ -20,8 +20,8 @@ from daemon import i18n
 from daemon.events import ReceiptReceived
 from daemon.keys import SigningKey
 from daemon.presentation import describe_activity
-from daemon.send.base import SendError, Sent
-from daemon.send.parts import DEFAULT_PART_SIZE, PARTS_NAME, SIGNATURE_NAME, part_name
+from daemon.send.base import PART_SIZE, SendError, Sent
+from daemon.send.parts import PARTS_NAME, SIGNATURE_NAME, part_name
 from daemon.send.web import (
     RELAY_WIDTH,
     UPLOAD_CHUNK,
@@ -255,13 +255,64 @@ def test_on_a_plain_connection_the_parts_go_from_the_page_cache(
 
     monkeypatch.setattr(socket.socket, "sendfile", counted)
     # Parts of the usual size, whose digests the packer made while writing the file.
-    packed = make_wvz(tmp_path / "large", farmer, 2 * DEFAULT_PART_SIZE + 12_345)
+    packed = make_wvz(tmp_path / "large", farmer, 2 * PART_SIZE + 12_345)
     dest = WebDestination(nginx.base_url, store, farmer, tmp_path / "send-state",
                           settings=FAST)
     dest.send(job_for(packed), ProgressLog(), threading.Event())
     # Every byte of every part went by sendfile, never through a Python buffer.
     assert sum(by_sendfile) == packed.stat().st_size
     assert parts_on_server(nginx.repo, packed) == packed.read_bytes()
+
+
+def test_parts_grow_with_the_file_so_that_a_large_one_is_not_slowed_by_requests() -> None:
+    from daemon.send.base import part_size_for
+
+    mib, gib = 1 << 20, 1 << 30
+    assert part_size_for(100 * mib) == part_size_for(512 * mib) == 8 * mib
+    assert part_size_for(512 * mib + 1) == 16 * mib
+    assert part_size_for(gib + 300_000) == 32 * mib  # a 1 GiB dossier: 33 parts
+    assert part_size_for(100 * gib) == 64 * mib  # never more than a cut may cost
+
+
+def test_a_large_dossier_goes_in_the_parts_the_packer_hashed(
+        nginx: Nginx, store: CredentialStore, farmer: SigningKey, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+
+    import daemon.send.base
+    from daemon.send.base import SendJob
+    from daemon.send.pack import pack_dossier
+
+    # Larger parts from a file of 20 MiB rather than of a gigabyte.
+    monkeypatch.setattr(daemon.send.base, "MOST_PARTS", 2)
+    folder = tmp_path / "dossier"
+    folder.mkdir()
+    (folder / "scan.bin").write_bytes(os.urandom(20 << 20))  # stored as it is
+    (folder / "ecritures.txt").write_text("compte;montant\n" * 5000, "utf-8")
+    packed = pack_dossier(folder, tmp_path / "out", farmer, dossier=DOSSIER,
+                          dossier_name="GAEC LE GUYON")
+    assert packed.part_size == 16 << 20
+    by_sendfile: list[int] = []
+    sendfile = socket.socket.sendfile
+
+    def counted(sock: socket.socket, *args: object, **kwargs: object) -> int:
+        sent: int = sendfile(sock, *args, **kwargs)  # type: ignore[arg-type]
+        by_sendfile.append(sent)
+        return sent
+
+    monkeypatch.setattr(socket.socket, "sendfile", counted)
+    job = SendJob(DOSSIER, "GAEC LE GUYON", packed.path, packed.name, packed.size,
+                  packed.sha256, part_sha256=packed.part_sha256, part_size=packed.part_size)
+    dest = WebDestination(nginx.base_url, store, farmer, tmp_path / "send-state",
+                          settings=FAST)
+    dest.send(job, ProgressLog(), threading.Event())
+    listed = json.loads((upload_path(nginx.repo, packed.name) / PARTS_NAME).read_bytes())
+    assert listed["part_size"] == 16 << 20
+    assert listed["parts"] == list(packed.part_sha256)
+    # Sent from the page cache: the packer's digests were taken, no part hashed again.
+    assert sum(by_sendfile) == packed.size
+    assert parts_on_server(nginx.repo, packed.path) == packed.path.read_bytes()
 
 
 def test_tls_with_the_firms_ca_and_refused_without(home: Home, store: CredentialStore,

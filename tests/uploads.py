@@ -20,7 +20,7 @@ from daemon.fsutil import PartDigests, sha256_file
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest
 from daemon.naming import Kind
-from daemon.send.base import PART_SIZE, SendJob
+from daemon.send.base import SendJob, part_size_for
 from daemon.send.parts import (
     PARTS_NAME,
     SIGNATURE_NAME,
@@ -60,13 +60,14 @@ def make_wvz(out: Path, farmer: SigningKey, size: int, *, dossier: str = DOSSIER
 
 def job_for(file: Path, dossier: str = DOSSIER) -> SendJob:
     """Return the send job of a packed file, with the part digests the packer hands over."""
-    parts = PartDigests(PART_SIZE)
+    part_size = part_size_for(file.stat().st_size)
+    parts = PartDigests(part_size)
     with open(file, "rb") as handle:
         while chunk := handle.read(1 << 20):
             parts.update(chunk)
     return SendJob(dossier=dossier, dossier_name=DOSSIER_NAME, file=file, name=file.name,
                    size=file.stat().st_size, sha256=sha256_file(file),
-                   part_sha256=parts.hexdigests())
+                   part_sha256=parts.hexdigests(), part_size=part_size)
 
 
 @dataclass

@@ -16,11 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-# The web upload's part size; the packer hashes the file in parts of this size as it
-# writes it (SendJob.part_sha256).
+# The web upload's parts: PART_SIZE, doubled while a file would make more than MOST_PARTS
+# of them, up to LARGEST_PART. Each part costs a request, and a cut costs at most a part:
+# a small file goes in 8 MiB parts, a large one in parts of about 1/64 to 1/32 of it. The
+# packer hashes the file in parts of that size as it writes it (SendJob.part_sha256).
 PART_SIZE = 8 << 20
+LARGEST_PART = 64 << 20
+MOST_PARTS = 64
 # Called with (bytes done, bytes total); cheap, may be called often.
 Progress = Callable[[int, int], None]
+
+
+def part_size_for(size: int) -> int:
+    """Return the part size of a web upload of a file of about `size` bytes."""
+    part = PART_SIZE
+    while part < LARGEST_PART and size > MOST_PARTS * part:
+        part *= 2
+    return part
 
 
 class Channel(enum.StrEnum):
@@ -51,8 +63,9 @@ class SendJob:
     objective: str = ""
     comments: str = ""
     documents: Documents = Documents.ALL
-    # The SHA-256 of each PART_SIZE bytes of the file, when the packer made them.
+    # The SHA-256 of each `part_size` bytes of the file, when the packer made them.
     part_sha256: tuple[str, ...] = ()
+    part_size: int = PART_SIZE
 
 
 @dataclass(frozen=True)

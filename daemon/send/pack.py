@@ -35,7 +35,7 @@ from daemon.i18n import _, ngettext
 from daemon.keys import SigningKey
 from daemon.manifest import Manifest, Member
 from daemon.naming import DOSSIER_RE, Kind, check_member_path, make_name
-from daemon.send.base import PART_SIZE, Documents, Progress, SendError
+from daemon.send.base import PART_SIZE, Documents, Progress, SendError, part_size_for
 from daemon.send.inventory import Document, Inventory
 from daemon.send.snapshot import (
     DOUBT_NS,
@@ -86,9 +86,10 @@ class PackedDossier:
     skipped: tuple[str, ...] = ()  # links and special files left out (relative paths)
     generated_at: datetime | None = None
     sequence: int = 1
-    # The SHA-256 of each PART_SIZE bytes of the file, made as it was written: the web
+    # The SHA-256 of each `part_size` bytes of the file, made as it was written: the web
     # upload sends those parts without reading them twice.
     part_sha256: tuple[str, ...] = ()
+    part_size: int = PART_SIZE
 
 
 @dataclass(frozen=True)
@@ -156,8 +157,10 @@ def pack_dossier(folder: Path, out_dir: Path, key: SigningKey, *, dossier: str,
         raise _nothing_to_send(folder, documents, previous)
     name, final, generated = _free_name(out_dir, dossier, generated)
     known = previous.by_path if previous is not None else {}
+    # Decided before a byte is written: the documents' size is about the file's at most.
+    part_size = part_size_for(sum(entry.state.size for entry in to_read))
     try:
-        with atomic_writer(final) as out, ZipWriter(out, part_size=PART_SIZE) as writer:
+        with atomic_writer(final) as out, ZipWriter(out, part_size=part_size) as writer:
             _make_private(out.fileno())
             read = _read_documents(writer, to_read, known, documents, progress, cancel,
                                    workers)
@@ -193,6 +196,7 @@ def pack_dossier(folder: Path, out_dir: Path, key: SigningKey, *, dossier: str,
         deleted=deleted, mode=documents, inventory=inventory,
         unchanged=_same_as_before(inventory_documents, known), skipped=listing.skipped,
         generated_at=generated, sequence=sequence, part_sha256=writer.part_sha256,
+        part_size=part_size,
     )
 
 

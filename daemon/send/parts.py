@@ -23,14 +23,12 @@ from daemon.exchange import Limits
 from daemon.i18n import _
 from daemon.keys import KeyFormatError, PublicKey, SigningKey
 from daemon.naming import Kind, parse_name
-from daemon.send.base import PART_SIZE
 
 PARTS_FORMAT = 1
 PARTS_NAME = "parts.json"
 SIGNATURE_NAME = "parts.json.sig"
 # Domain separation: a part list signature can never pass for a manifest's or an index's.
 PARTS_CONTEXT = b"passeur-parts-v1\x00"
-DEFAULT_PART_SIZE = PART_SIZE
 MIN_PART_SIZE = 4 << 10
 MAX_PART_SIZE = 256 << 20
 MAX_PARTS = 10_000

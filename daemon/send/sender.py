@@ -38,7 +38,15 @@ from daemon.events import SendFailed, SendFinished, SendProgress, SendStarted
 from daemon.fsutil import atomic_write_bytes, fsync_dir, sha256_file
 from daemon.i18n import _
 from daemon.naming import Kind, make_name
-from daemon.send.base import Channel, Destination, Documents, SendError, SendJob, Sent
+from daemon.send.base import (
+    PART_SIZE,
+    Channel,
+    Destination,
+    Documents,
+    SendError,
+    SendJob,
+    Sent,
+)
 from daemon.send.choices import Choices, ChoiceStore
 from daemon.send.report import SendReport, report_path, write_report
 
@@ -165,12 +173,14 @@ class _Packed:
     staging: Path  # the folder holding `file`, removed once it is no longer needed
     resumed: bool = False
     part_sha256: tuple[str, ...] = ()  # made by the packer; a resumed file has none
+    part_size: int = PART_SIZE  # of `part_sha256`
 
     @classmethod
     def of(cls, packed: PackedDossier, staging: Path) -> _Packed:
         return cls(packed.path, packed.name, packed.size, packed.sha256, packed.documents,
                    packed.documents_bytes, tuple(packed.deleted), Documents(packed.mode),
-                   packed.inventory, staging, part_sha256=packed.part_sha256)
+                   packed.inventory, staging, part_sha256=packed.part_sha256,
+                   part_size=packed.part_size)
 
 
 PENDING_FILE = "pending.json"
@@ -301,7 +311,7 @@ class Sender:
                     raise SendError("cancelled", _("The send was cancelled; nothing was sent."))
                 job = SendJob(dossier.number, dossier.name, packed.file, packed.name,
                               packed.size, packed.sha256, request.objective, request.comments,
-                              packed.mode, packed.part_sha256)
+                              packed.mode, packed.part_sha256, packed.part_size)
                 outcome = self._transfer(run, destination, job, cancel, on_cut)
                 sent = True
             finally:

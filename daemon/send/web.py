@@ -33,9 +33,8 @@ from daemon.fsutil import atomic_writer
 from daemon.i18n import _
 from daemon.keys import SigningKey
 from daemon.naming import Kind, parse_name
-from daemon.send.base import PART_SIZE, Channel, Progress, SendError, SendJob, Sent
+from daemon.send.base import Channel, Progress, SendError, SendJob, Sent, part_size_for
 from daemon.send.parts import (
-    DEFAULT_PART_SIZE,
     MAX_PART_SIZE,
     MAX_PARTS,
     MIN_PART_SIZE,
@@ -158,9 +157,10 @@ class WebDestination:
 
     def __init__(self, url: str, credentials: CredentialStore, key: SigningKey,
                  state_dir: Path, *, ca_bundle: Path | None = None, max_kbps: int = 0,
-                 part_size: int = DEFAULT_PART_SIZE, settings: WebSettings | None = None,
+                 part_size: int | None = None, settings: WebSettings | None = None,
                  now: Callable[[], datetime] = utc_now) -> None:
-        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+        # None: the packer's part size, else the one of the file's size (part_size_for).
+        if part_size is not None and not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size {part_size} outside {MIN_PART_SIZE}…{MAX_PART_SIZE}")
         self.url = url
         self.credentials = credentials
@@ -186,8 +186,13 @@ class WebDestination:
         if not self.url:
             raise _error("not-configured")
         limit = Limits().max_file_size
-        if job_size > limit or part_count(job_size, self.part_size) > MAX_PARTS:
+        if job_size > limit or part_count(job_size, self.part_size_of(job_size)) > MAX_PARTS:
             raise _error("too-large", file=_("The dossier"), detail=f"{job_size} > {limit}")
+
+    def part_size_of(self, size: int, packed_in: int | None = None) -> int:
+        """Return the part size of a new upload of `size` bytes: the one given, else the
+        one the packer hashed the file in (`packed_in`), else the file size's own."""
+        return self.part_size or packed_in or part_size_for(size)
 
     def send(self, job: SendJob, progress: Progress, cancel: threading.Event) -> Sent:
         """Upload the job's file, resuming what an earlier try left; raise SendError."""
@@ -561,8 +566,9 @@ class _Upload:
             # Keep the part size the upload started with: parts of another size would
             # leave stray parts on the server.
             return state
-        return UploadState(self.job.name, self.job.size, self.job.sha256, self.dest.part_size,
-                           self.dest.url)
+        packed_in = self.job.part_size if self.job.part_sha256 else None
+        return UploadState(self.job.name, self.job.size, self.job.sha256,
+                           self.dest.part_size_of(self.job.size, packed_in), self.dest.url)
 
     def _save(self, state: UploadState, final: bool = False) -> None:
         now = time.monotonic()
@@ -736,7 +742,8 @@ class _Upload:
         """Return the part's SHA-256 as the packer made it while writing the file (then the
         part is not hashed again), or None (a file packed elsewhere, another part size)."""
         digests = self.job.part_sha256
-        if state.part_size != PART_SIZE or len(digests) != part_count(state.size, PART_SIZE):
+        if state.part_size != self.job.part_size or \
+                len(digests) != part_count(state.size, state.part_size):
             return None
         return digests[number - 1]
 
