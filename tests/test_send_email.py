@@ -16,13 +16,12 @@ import pytest
 
 from daemon import i18n
 from daemon.config import EmailConfig
-from daemon.send.base import Channel, Documents, SendError, SendJob
+from daemon.send.base import Channel, Documents, SendError, SendJob, email_size
 from daemon.send.email import (
     EmailDestination,
     Mailer,
     SmtpPasswords,
     dossier_message,
-    estimated_message_size,
     send_information,
     trial_message,
 )
@@ -127,7 +126,7 @@ def test_the_estimate_is_never_below_the_real_message(tmp_path: Path) -> None:
     for size in (0, 1, 56, 57, 58, 100_000, 1_234_567):
         job = make_job(tmp_path, size)
         real = len(dossier_message(settings, job, ACCOUNTANT).as_bytes())
-        assert real <= estimated_message_size(size) <= real + 20_000
+        assert real <= email_size(size) <= real + 20_000
 
 
 # ---------------------------------------------------------------- refusals send nothing

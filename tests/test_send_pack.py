@@ -453,12 +453,33 @@ def test_the_plan_reads_only_what_the_choice_needs(
     size = (folder / "grand-livre.csv").stat().st_size
     assert (changed.documents, changed.bytes) == (1, size)
     assert (changed.deleted, changed.unchanged) == (("sauvegarde.bin",), 6)
+    # Same size, another time: hashed. The ledger's size changed: carried, and the start
+    # of it read for the estimate of the packed size.
     assert [Path(name).name for name in opened if Path(name).is_relative_to(folder)] == [
-        "vide.txt"]  # same size, another time: hashed; the ledger's size changed
+        "vide.txt", "grand-livre.csv"]
     everything = plan_documents(folder, Documents.ALL, first.inventory)
     assert everything.documents == 7
     assert everything.bytes == sum(len(data) for data in files_of(folder).values())
     assert plan_documents(folder, Documents.ALL, None).unchanged == 0
+
+
+@pytest.mark.parametrize("samples", [64, 3])
+def test_the_plan_estimates_the_packed_size_from_the_start_of_the_largest_documents(
+        tmp_path: Path, signing_key: SigningKey, samples: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.send.pack
+
+    # With 3 samples, most documents take the ratio of the largest ones.
+    monkeypatch.setattr(daemon.send.pack, "ESTIMATE_SAMPLES", samples)
+    folder = tmp_path / "dossier"
+    write_old(folder / "grand-livre.csv", ledger(200_000))  # about 9 MB, deflates well
+    write_old(folder / "scan.bin", os.urandom(3_000_000))  # stored
+    for index in range(20):
+        write_old(folder / "pieces" / f"facture-{index:02d}.csv", ledger(2_000 + index))
+    plan = plan_documents(folder, Documents.ALL, None)
+    packed = pack(folder, tmp_path / "out", signing_key)
+    assert plan.bytes > 2 * packed.size  # judged by the documents, far too large
+    assert 0.9 * packed.size <= plan.packed_bytes <= 1.15 * packed.size
 
 
 def test_nothing_unchanged_is_opened_and_the_check_is_stat_only(

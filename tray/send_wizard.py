@@ -31,15 +31,12 @@ from typing import Any
 
 from daemon.i18n import _, ngettext
 from daemon.presentation import format_size
-from daemon.send.base import Channel, Documents
+from daemon.send.base import Channel, Documents, email_size
 from daemon.send.options import SendOptions, Target
 from tray import look
 
 PAGES = ("destination", "comments")
 LIVE_INTERVAL_S = 2.0  # how often keys and the application are looked at again
-# base64 and the message around it: the e-mail is about this much larger than the file.
-EMAIL_GROWTH = 78 / 57
-EMAIL_ALLOWANCE = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -49,11 +46,11 @@ class PlanFacts:
     documents: int
     bytes: int
     deleted: int = 0
+    packed_bytes: int = 0  # the `.wvz`'s estimated size (0: not known, the documents')
 
-
-def email_size(documents_bytes: int) -> int:
-    """Return the e-mail a dossier of this size makes at most (the documents stored)."""
-    return round(documents_bytes * EMAIL_GROWTH) + EMAIL_ALLOWANCE
+    def email_bytes(self) -> int:
+        """Return about how large the e-mail carrying this `.wvz` is."""
+        return email_size(self.packed_bytes or self.bytes)
 
 
 @dataclass
@@ -125,11 +122,12 @@ class WizardModel:
     # ------------------------------------------------------------ checks
 
     def email_too_large(self) -> bool:
-        """Tell whether the chosen documents certainly make too large an e-mail."""
+        """Tell whether the chosen documents make too large an e-mail, by the estimate of
+        the packed size (the send itself checks the real one)."""
         plan = self.plans.get(self.documents)
         limit = self.options.email_max_bytes
         return (self.channel is Channel.EMAIL and plan is not None and limit > 0
-                and email_size(plan.bytes) > limit)
+                and plan.email_bytes() > limit)
 
     def blocker(self) -> str:
         """Return why the send cannot go now ("" when Terminer may send)."""
@@ -592,7 +590,8 @@ class SendWizard:
         if kind == "plan":
             mode, plan = value
             model.plans[mode] = PlanFacts(int(plan["documents"]), int(plan["bytes"]),
-                                          len(plan.get("deleted", [])))
+                                          len(plan.get("deleted", [])),
+                                          int(plan.get("packed_bytes", 0)))
         elif kind == "offline":
             # No service to ask (it could not open its channel): no counts, the send
             # itself still says everything.

@@ -211,7 +211,8 @@ class ControlServer:
         except ValueError as exc:
             raise RequestFailed("protocol", str(exc)) from None
         return {"documents": plan.documents, "bytes": plan.bytes,
-                "deleted": list(plan.deleted), "unchanged": plan.unchanged}
+                "deleted": list(plan.deleted), "unchanged": plan.unchanged,
+                "packed_bytes": plan.packed_bytes}
 
     def close_app(self, params: dict[str, Any], gone: threading.Event) -> Any:
         """Ask the accounting application to close for a send (never forced)."""

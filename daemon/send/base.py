@@ -27,6 +27,18 @@ MOST_PARTS = 64
 Progress = Callable[[int, int], None]
 
 
+# base64 turns each 57 bytes into a 76-character line and its CRLF.
+_B64_IN, _B64_OUT = 57, 78
+# Room for the headers, the body and the MIME boundaries of a message.
+HEADER_ALLOWANCE = 16 << 10
+MB = 1_000_000  # providers and file managers count in decimal megabytes
+
+
+def email_size(file_size: int) -> int:
+    """Return about how many bytes an e-mail carrying a file of `file_size` bytes weighs."""
+    return -(-file_size // _B64_IN) * _B64_OUT + HEADER_ALLOWANCE
+
+
 def part_size_for(size: int) -> int:
     """Return the part size of a web upload of a file of about `size` bytes."""
     part = PART_SIZE

@@ -27,32 +27,22 @@ import keyring.errors
 from daemon.config import EmailConfig
 from daemon.i18n import _
 from daemon.presentation import channel_label, format_size
-from daemon.send.base import Channel, Progress, SendError, SendJob, Sent
+from daemon.send.base import MB, Channel, Progress, SendError, SendJob, Sent, email_size
 from daemon.web.credentials import SERVICE
 
 if TYPE_CHECKING:
     from daemon.send.report import SendReport
 
-# base64 turns each 57 bytes into a 76-character line and its CRLF.
-_B64_IN, _B64_OUT = 57, 78
-# Room for the headers, the body and the MIME boundaries of a message.
-HEADER_ALLOWANCE = 16 << 10
 # The slowest upload a farm's line may have (64 kbit/s): the whole conversation's deadline
 # grows with the message at this rate, so that a server trickling its answers cannot hold
 # a send for ever, while a slow line still gets the time it needs.
 MIN_RATE_BPS = 8_000
 CHUNK = 64 << 10
-MB = 1_000_000  # providers and file managers count in decimal megabytes
 
 
 def smtp_account(user: str, host: str) -> str:
     """Return the keyring account of the SMTP password."""
     return f"smtp:{user}@{host}"
-
-
-def estimated_message_size(file_size: int) -> int:
-    """Return about how many bytes an e-mail carrying a file of `file_size` bytes weighs."""
-    return -(-file_size // _B64_IN) * _B64_OUT + HEADER_ALLOWANCE
 
 
 class SmtpPasswords:
@@ -429,7 +419,7 @@ class EmailDestination:
                 " ([email] accountant)."), _(
                 "The accountant's e-mail address is not set: give it in Settings ▸"
                 " Accountant."))
-        self._check_size(estimated_message_size(job_size))
+        self._check_size(email_size(job_size))
 
     def _check_size(self, message_size: int) -> None:
         if message_size > self.max_bytes:

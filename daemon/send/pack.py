@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from daemon.compressibility import TRIAL_SIZE
 from daemon.errors import Rejected, encodable
 from daemon.exchange import Limits, check_unique_names, write_signature
 from daemon.fsutil import atomic_writer, sha256_file
@@ -48,13 +49,20 @@ from daemon.send.snapshot import (
     take,
     unreadable,
 )
-from daemon.zipwrite import Compression, MemberPipeline, ZipWriter
+from daemon.zipwrite import Compression, MemberPipeline, ZipWriter, first_chunk
 
 MODULE = "associated_documents"
 MEMBER_PREFIX = MODULE + "/"
 # Windows' "disk full" codes, for a file system that does not say ENOSPC.
 _DISK_FULL_WINERRORS = frozenset({39, 112})
 _NAME_ATTEMPTS = 60
+# The packed size is estimated from the first chunk of the largest documents, which make
+# most of it, deflated or stored as the packer would: at most this many are read.
+ESTIMATE_SAMPLES = 64
+# What the archive adds: each member's headers and manifest line, besides its name
+# (three times: local header, central directory, manifest); the manifest and signature.
+_MEMBER_OVERHEAD = 256
+_ARCHIVE_OVERHEAD = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class Plan:
     bytes: int  # their size
     deleted: tuple[str, ...]  # documents of the last send now gone (relative paths)
     unchanged: int  # documents with the content of the last send (carried anyway in ALL)
+    packed_bytes: int = 0  # about how large the `.wvz` will be (estimate_packed_size)
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,38 @@ def plan_documents(folder: Path, documents: Documents, previous: Inventory | Non
             else:
                 carried.append(entry)
     return Plan(len(carried), sum(entry.state.size for entry in carried), ordered.deleted,
-                unchanged)
+                unchanged, estimate_packed_size(carried))
+
+
+def estimate_packed_size(entries: list[Entry]) -> int:
+    """Return about how large a `.wvz` carrying `entries` is, reading a little of each of
+    the largest documents: their first chunk deflated or stored as the packer decides, and
+    the others at the ratio those reached on average."""
+    by_size = sorted(entries, key=lambda entry: entry.state.size, reverse=True)
+    sampled = by_size[:ESTIMATE_SAMPLES]
+    read = packed = 0
+    for entry in sampled:
+        ratio = _first_chunk_ratio(entry)
+        read += entry.state.size
+        packed += round(entry.state.size * ratio)
+    rest = sum(entry.state.size for entry in by_size[ESTIMATE_SAMPLES:])
+    average = packed / read if read else 1.0
+    names = sum(3 * len(entry.path.encode("utf-8")) + _MEMBER_OVERHEAD for entry in entries)
+    return packed + round(rest * average) + names + _ARCHIVE_OVERHEAD
+
+
+def _first_chunk_ratio(entry: Entry) -> float:
+    """Return how much the packer's trial shrinks the document's first chunk (1.0: stored,
+    or not readable now: the pack will say)."""
+    try:
+        with open(entry.file, "rb") as handle:
+            sample = handle.read(TRIAL_SIZE)
+    except OSError:
+        return 1.0
+    if not sample:
+        return 1.0
+    _method, payload = first_chunk(sample, Compression.AUTO)
+    return len(payload) / len(sample)
 
 
 def pack_dossier(folder: Path, out_dir: Path, key: SigningKey, *, dossier: str,

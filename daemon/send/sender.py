@@ -39,6 +39,7 @@ from daemon.fsutil import atomic_write_bytes, fsync_dir, sha256_file
 from daemon.i18n import _
 from daemon.naming import Kind, make_name
 from daemon.send.base import (
+    MB,
     PART_SIZE,
     Channel,
     Destination,
@@ -240,8 +241,6 @@ class Sender:
         targets = targets_for(removable_targets(self.media_roots, folders), keys)
         unavailable = {str(channel): reason for channel in (Channel.WEB, Channel.EMAIL)
                        if (reason := self.unavailable(number, channel))}
-        from daemon.send.email import MB
-
         return SendOptions(number, self._dossier(number).name, self.config.app.name,
                            self.watcher.is_running(), targets,
                            self.config.send.objective_choices(),
