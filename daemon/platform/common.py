@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import signal
+import socket
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,17 +78,76 @@ def split_lines(buffer: bytearray) -> bytes | None:
     return line
 
 
-def install_stop_handlers(stop: Callable[[], None], names: Iterable[str]) -> None:
+class StopSignals:
+    """Calls `stop` once for each stop signal, whichever thread the system gave it to.
+
+    Python runs a signal's handler in the main thread, when that thread next runs Python
+    code. A main thread waiting on a lock (joining the service's thread, the service's own
+    wait) is not woken by a signal that the system delivered to another thread, and could
+    wait a minute or more. So the signal's number is also written to a socket
+    (`signal.set_wakeup_fd`) read by a thread of its own, which acts at once. Both hear each
+    signal: the first to hear it says so and stops. (A GLib main loop takes the wakeup
+    socket while it runs; it wakes the main thread itself, so the handler acts then.)
+    """
+
+    def __init__(self, stop: Callable[[], None], numbers: Iterable[int]) -> None:
+        self.stop = stop
+        self.numbers = frozenset(numbers)
+        # Per signal, how many deliveries each path (handler, reader) has heard.
+        self._heard: dict[int, list[int]] = {}
+        # Reentrant: a second signal may interrupt the main thread while it acts on one.
+        self._lock = threading.RLock()
+        self._reader, self._writer = socket.socketpair()
+        self._writer.setblocking(False)
+        self._previous_fd: int | None = None
+        for number in self.numbers:
+            signal.signal(number, self._handler)
+        try:
+            self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(),
+                                                     warn_on_full_buffer=False)
+        except ValueError:
+            return  # not the main thread (tests): the handler alone
+        threading.Thread(target=self._read, name="stop-signals", daemon=True).start()
+
+    def close(self) -> None:
+        """Give the wakeup socket back and end the reading thread (the handlers stay)."""
+        if self._previous_fd is not None:
+            signal.set_wakeup_fd(self._previous_fd)
+            self._previous_fd = None
+        with contextlib.suppress(OSError):
+            self._reader.shutdown(socket.SHUT_RDWR)  # wakes the reading thread
+        self._reader.close()
+        self._writer.close()
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self._act(signum, 0)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._reader.recv(64)
+            except OSError:
+                return
+            if not data:
+                return
+            for number in data:
+                if number in self.numbers:
+                    self._act(number, 1)
+
+    def _act(self, signum: int, path: int) -> None:
+        with self._lock:
+            heard = self._heard.setdefault(signum, [0, 0])
+            heard[path] += 1
+            if heard[path] <= heard[1 - path]:
+                return  # the other path heard this delivery first
+            log.info(_("Stop requested (signal {n})").format(n=signum))
+            self.stop()
+
+
+def install_stop_handlers(stop: Callable[[], None], names: Iterable[str]) -> StopSignals:
     """Call `stop` on each of the named signals that this system has, and log why."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        log.info(_("Stop requested (signal {n})").format(n=signum))
-        stop()
-
-    for name in names:
-        number = getattr(signal, name, None)
-        if number is not None:
-            signal.signal(number, handler)
+    numbers = [number for name in names if (number := getattr(signal, name, None))]
+    return StopSignals(stop, numbers)
 
 
 # ---------------------------------------------------------------------------------------

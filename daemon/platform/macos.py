@@ -19,6 +19,7 @@ from daemon.platform import posix
 from daemon.platform.common import (
     LoginEntry,
     LoginMechanisms,
+    StopSignals,
     install_stop_handlers,
 )
 
@@ -42,9 +43,9 @@ def open_with_system(path: Path) -> bool:
     return posix.open_with_opener("open", path)
 
 
-def install_signal_handlers(stop: Callable[[], None]) -> None:
+def install_signal_handlers(stop: Callable[[], None]) -> StopSignals:
     """Call `stop` on SIGTERM, SIGINT and SIGHUP, logging which signal asked."""
-    install_stop_handlers(stop, posix.STOP_SIGNALS)
+    return install_stop_handlers(stop, posix.STOP_SIGNALS)
 
 
 def runtime_dir() -> Path:

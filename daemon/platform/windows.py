@@ -22,6 +22,7 @@ from daemon.platform.common import (
     AddressInUse,
     LoginEntry,
     LoginMechanisms,
+    StopSignals,
     install_stop_handlers,
     short_hash,
     split_lines,
@@ -86,9 +87,9 @@ def open_with_system(path: Path) -> bool:
     return True
 
 
-def install_signal_handlers(stop: Callable[[], None]) -> None:
+def install_signal_handlers(stop: Callable[[], None]) -> StopSignals:
     """Call `stop` on SIGTERM, SIGINT and Ctrl+Break, logging which signal asked."""
-    install_stop_handlers(stop, STOP_SIGNALS)
+    return install_stop_handlers(stop, STOP_SIGNALS)
 
 
 def runtime_dir() -> Path:
