@@ -10,7 +10,6 @@ $PASSEUR_SHOTS when set.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,15 +25,12 @@ from tests.services import served_home
 from tests.test_tray_desktop import configure_app, kill_scripts, start_app, unique_app
 from tests.xsession import (
     PANEL_HEIGHT,
-    ROOT,
     MenuNode,
     SniSession,
     desktop,
-    launcher_argv,
     sni_desktop,
     start_tray,
     stop_tray,
-    tray_env,
     tray_icon,
     wait_for,
 )
@@ -49,29 +45,6 @@ Item = tuple[str, str]
 def sni() -> Iterator[SniSession]:
     with sni_desktop() as session:
         yield session
-
-
-def start_sni_tray(session: SniSession, home: Path, drop: Path,
-                   extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start the tests' launcher; wait until its item is registered with the panel."""
-    drop.mkdir(parents=True, exist_ok=True)
-    env = tray_env(session.env, home) | (extra_env or {})
-    process = subprocess.Popen(launcher_argv(home, drop), env=env,
-                               cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    if not wait_for(lambda: shown(session) or process.poll() is not None, 30):
-        process.kill()
-    if process.poll() is not None:
-        _out, err = process.communicate()
-        pytest.fail(f"the icon was not registered with the panel: {err}\n"
-                    + session.log("panel.log"))
-    return process
-
-
-def shown(session: SniSession) -> bool:
-    """Tell whether passeur's item is registered and shown (not passive)."""
-    item = session.sni_item()
-    return item is not None and session.sni_properties(item).get("Status") == "Active"
 
 
 def labels(nodes: list[MenuNode]) -> list[str]:
@@ -119,7 +92,7 @@ def drop(folder: Path, *updates: Path) -> None:
 def test_the_icon_registers_shows_each_state_and_its_menu_works(
     sni: SniSession, home: Home, tmp_path: Path, shots: Path
 ) -> None:
-    tray = start_sni_tray(sni, home.root, tmp_path / "drop")
+    tray = start_tray(sni, home.root, tmp_path / "drop")
     try:
         item = sni.sni_item()
         assert item is not None
@@ -182,14 +155,14 @@ def test_the_icon_registers_shows_each_state_and_its_menu_works(
 def test_the_icon_comes_back_when_the_panel_restarts(
     sni: SniSession, home: Home, tmp_path: Path, shots: Path
 ) -> None:
-    tray = start_sni_tray(sni, home.root, tmp_path / "drop")
+    tray = start_tray(sni, home.root, tmp_path / "drop")
     try:
         assert wait_for(lambda: shows(sni, shots, "sni-06-before-restart", Status.UP_TO_DATE,
                                       False), 10)
         sni.stop_panel()
         assert sni.sni_item() is None
         sni.start_panel()
-        assert wait_for(lambda: shown(sni), 20), "the icon did not come back"
+        assert wait_for(sni.tray_shown, 20), "the icon did not come back"
         assert wait_for(lambda: shows(sni, shots, "sni-07-after-restart", Status.UP_TO_DATE,
                                       False), 10)
         item = sni.sni_item()
@@ -208,7 +181,7 @@ def test_before_configuration_settings_come_first_with_the_gear_picture(
     root = tmp_path / "empty-home"
     root.mkdir()
     seen = sni.notification_ids()
-    tray = start_sni_tray(sni, root, tmp_path / "drop")
+    tray = start_tray(sni, root, tmp_path / "drop")
     try:
         item = sni.sni_item()
         assert item is not None
@@ -296,7 +269,7 @@ def test_receive_now_says_what_the_accountants_site_had(
     with served_home(home, tmp_path / "web") as (server, env, _key):
         Repository(server.repo, home.key).refresh(DOSSIER)  # a signed, empty index
         extra = {key: env[key] for key in ("PYTHON_KEYRING_BACKEND", "XDG_DATA_HOME")}
-        tray = start_sni_tray(sni, home.root, tmp_path / "drop", extra)
+        tray = start_tray(sni, home.root, tmp_path / "drop", extra)
         try:
             seen = sni.notification_ids()
             shown = receive_now(sni, seen)
@@ -333,7 +306,7 @@ def test_when_a_restart_is_due_the_menu_offers_it_first(
     argv = [sys.executable, str(script), str(home.inbox), str(tmp_path / "taken")]
     configure_app(home, script, argv, close_timeout=10)
     app = start_app(argv)
-    tray = start_sni_tray(sni, home.root, tmp_path / "drop")
+    tray = start_tray(sni, home.root, tmp_path / "drop")
     try:
         drop(tmp_path / "drop", home.update(1, etalon=True))
         prompt = sni.wait_window("Relancer Isacompta")

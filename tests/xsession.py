@@ -277,6 +277,14 @@ class XSession:
         """Run dunstctl on this session's bus."""
         return self.run("dunstctl", *args)
 
+    def tray_shown(self) -> bool:
+        """Tell whether passeur's icon is docked in this desktop's tray."""
+        return tray_icon(self) is not None
+
+    def tray_report(self) -> str:
+        """Return what a test that found no icon shows: the windows there are."""
+        return self.run("xwininfo", "-root", "-tree").stdout
+
     def notifications_shown(self) -> int:
         """Return how many notifications are on screen or queued."""
         counts = [self.dunstctl("count", what).stdout.strip() for what in ("displayed",
@@ -567,6 +575,16 @@ class SniSession(XSession):
         return bool(self.call("org.freedesktop.DBus", "/org/freedesktop/DBus",
                               "org.freedesktop.DBus", "NameHasOwner", "(s)", name)[0])
 
+    def tray_shown(self) -> bool:
+        """Tell whether passeur's item is registered with the panel and shown (not
+        passive)."""
+        item = self.sni_item()
+        return item is not None and self.sni_properties(item).get("Status") == "Active"
+
+    def tray_report(self) -> str:
+        """Return what a test that found no item shows: the panel's log."""
+        return self.log("panel.log")
+
     def sni_items(self) -> list[str]:
         """Return the items registered with the watcher ("bus-name/object/path")."""
         from gi.repository import GLib
@@ -750,9 +768,8 @@ def start_tray(session: XSession, home: Path, drop: Path | None,
                extra_env: dict[str, str] | None = None,
                icon: Callable[[XSession], str | None] | None = None) -> subprocess.Popen[str]:
     """Start the launcher (or, without a drop folder, the real `passeur run`) on this
-    desktop; wait until its icon is docked in the tray (found by `icon`: the xorg
-    backend's by default)."""
-    find_icon = icon or tray_icon
+    desktop; wait until its icon is shown (found by `icon`, else as the desktop shows
+    icons: `session.tray_shown`)."""
     argv = [sys.executable, "-m", "daemon.cli", "run"]
     if drop is not None:
         drop.mkdir(parents=True, exist_ok=True)
@@ -760,13 +777,16 @@ def start_tray(session: XSession, home: Path, drop: Path | None,
     env = tray_env(session.env, home) | (extra_env or {})
     process = subprocess.Popen(argv, env=env, cwd=ROOT, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    docked = wait_for(lambda: find_icon(session) is not None or process.poll() is not None,
-                      20)
+
+    def shown() -> bool:
+        return icon(session) is not None if icon is not None else session.tray_shown()
+
+    docked = wait_for(lambda: shown() or process.poll() is not None, 30)
     if not docked or process.poll() is not None:
-        windows = session.run("xwininfo", "-root", "-tree").stdout
+        report = session.tray_report()
         process.kill()
         _out, err = process.communicate()
-        pytest.fail(f"the tray icon did not appear: {err}\n{windows}")
+        pytest.fail(f"the tray icon did not appear: {err}\n{report}")
     return process
 
 
