@@ -482,6 +482,24 @@ def test_the_plan_estimates_the_packed_size_from_the_start_of_the_largest_docume
     assert 0.9 * packed.size <= plan.packed_bytes <= 1.15 * packed.size
 
 
+def test_a_large_dossier_is_hashed_in_the_parts_its_packed_size_calls_for(
+        tmp_path: Path, signing_key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    import daemon.send.base
+
+    # Parts grow past two of them, rather than past 64: a "large" dossier of megabytes.
+    monkeypatch.setattr(daemon.send.base, "MOST_PARTS", 2)
+    text = tmp_path / "texte"
+    write_old(text / "grand-livre.csv", ledger(800_000))  # about 36 MB; deflates to 1/5
+    by_documents = daemon.send.base.part_size_for(36_000_000)
+    packed = pack(text, tmp_path / "out-text", signing_key)
+    assert packed.part_size == daemon.send.base.part_size_for(packed.size) < by_documents
+    scans = tmp_path / "scans"
+    write_old(scans / "scan.bin", os.urandom(20 << 20))  # stored: the file is as large
+    packed = pack(scans, tmp_path / "out-scans", signing_key)
+    assert packed.part_size == 16 << 20 == daemon.send.base.part_size_for(packed.size)
+    assert len(packed.part_sha256) == 2
+
+
 def test_nothing_unchanged_is_opened_and_the_check_is_stat_only(
         tmp_path: Path, signing_key: SigningKey, opened: list[str]) -> None:
     folder = tmp_path / "dossier"

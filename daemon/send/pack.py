@@ -24,6 +24,7 @@ import errno
 import os
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -136,7 +137,7 @@ def plan_documents(folder: Path, documents: Documents, previous: Inventory | Non
                 unchanged, estimate_packed_size(carried))
 
 
-def estimate_packed_size(entries: list[Entry]) -> int:
+def estimate_packed_size(entries: Sequence[Entry]) -> int:
     """Return about how large a `.wvz` carrying `entries` is, reading a little of each of
     the largest documents: their first chunk deflated or stored as the packer decides, and
     the others at the ratio those reached on average."""
@@ -151,6 +152,16 @@ def estimate_packed_size(entries: list[Entry]) -> int:
     average = packed / read if read else 1.0
     names = sum(3 * len(entry.path.encode("utf-8")) + _MEMBER_OVERHEAD for entry in entries)
     return packed + round(rest * average) + names + _ARCHIVE_OVERHEAD
+
+
+def _part_size(entries: tuple[Entry, ...]) -> int:
+    """Return the web upload's part size of the file about to be packed (decided before a
+    byte is written: its parts are hashed as it is). A large dossier that deflates well
+    makes a smaller file: its packed size is estimated then, not taken from the documents."""
+    documents = sum(entry.state.size for entry in entries)
+    if part_size_for(documents) == PART_SIZE:
+        return PART_SIZE
+    return part_size_for(estimate_packed_size(entries))
 
 
 def _first_chunk_ratio(entry: Entry) -> float:
@@ -197,8 +208,7 @@ def pack_dossier(folder: Path, out_dir: Path, key: SigningKey, *, dossier: str,
         raise _nothing_to_send(folder, documents, previous)
     name, final, generated = _free_name(out_dir, dossier, generated)
     known = previous.by_path if previous is not None else {}
-    # Decided before a byte is written: the documents' size is about the file's at most.
-    part_size = part_size_for(sum(entry.state.size for entry in to_read))
+    part_size = _part_size(to_read)
     try:
         with atomic_writer(final) as out, ZipWriter(out, part_size=part_size) as writer:
             _make_private(out.fileno())
