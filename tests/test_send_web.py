@@ -240,9 +240,8 @@ def parts_on_server(repo: Path, file: Path) -> bytes:
                     for n in range(1, len(list(folder.glob("part-*"))) + 1))
 
 
-def test_on_a_plain_connection_the_parts_go_from_the_page_cache(
-        nginx: Nginx, store: CredentialStore, farmer: SigningKey, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def count_sendfile(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Return the list of what each `sendfile` sends from now on (bytes per call)."""
     import socket
 
     by_sendfile: list[int] = []
@@ -254,6 +253,13 @@ def test_on_a_plain_connection_the_parts_go_from_the_page_cache(
         return sent
 
     monkeypatch.setattr(socket.socket, "sendfile", counted)
+    return by_sendfile
+
+
+def test_on_a_plain_connection_the_parts_go_from_the_page_cache(
+        nginx: Nginx, store: CredentialStore, farmer: SigningKey, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    by_sendfile = count_sendfile(monkeypatch)
     # Parts of the usual size, whose digests the packer made while writing the file.
     packed = make_wvz(tmp_path / "large", farmer, 2 * PART_SIZE + 12_345)
     dest = WebDestination(nginx.base_url, store, farmer, tmp_path / "send-state",
@@ -278,7 +284,6 @@ def test_a_large_dossier_goes_in_the_parts_the_packer_hashed(
         nginx: Nginx, store: CredentialStore, farmer: SigningKey, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     import os
-    import socket
 
     import daemon.send.base
     from daemon.send.base import SendJob
@@ -293,15 +298,7 @@ def test_a_large_dossier_goes_in_the_parts_the_packer_hashed(
     packed = pack_dossier(folder, tmp_path / "out", farmer, dossier=DOSSIER,
                           dossier_name="GAEC LE GUYON")
     assert packed.part_size == 16 << 20
-    by_sendfile: list[int] = []
-    sendfile = socket.socket.sendfile
-
-    def counted(sock: socket.socket, *args: object, **kwargs: object) -> int:
-        sent: int = sendfile(sock, *args, **kwargs)  # type: ignore[arg-type]
-        by_sendfile.append(sent)
-        return sent
-
-    monkeypatch.setattr(socket.socket, "sendfile", counted)
+    by_sendfile = count_sendfile(monkeypatch)
     job = SendJob(DOSSIER, "GAEC LE GUYON", packed.path, packed.name, packed.size,
                   packed.sha256, part_sha256=packed.part_sha256, part_size=packed.part_size)
     dest = WebDestination(nginx.base_url, store, farmer, tmp_path / "send-state",
