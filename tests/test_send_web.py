@@ -20,7 +20,7 @@ from daemon import i18n
 from daemon.events import ReceiptReceived
 from daemon.keys import SigningKey
 from daemon.presentation import describe_activity
-from daemon.send.base import PART_SIZE, SendError, Sent
+from daemon.send.base import LARGEST_PART, PART_SIZE, SMALLEST_PART, SendError, Sent
 from daemon.send.parts import PARTS_NAME, SIGNATURE_NAME, part_name
 from daemon.send.web import (
     RELAY_WIDTH,
@@ -377,6 +377,56 @@ def test_the_documented_nginx_configuration(home: Home, store: CredentialStore,
     assert (tmp_path / "inbox" / wvz.name).read_bytes() == wvz.read_bytes()
 
 
+def test_the_documented_nginx_configuration_takes_the_largest_parts(
+        home: Home, store: CredentialStore, farmer: SigningKey, tmp_path: Path) -> None:
+    # A large dossier goes in parts of LARGEST_PART: the firm's documented server must take
+    # them whole, not make every large send fall back to small parts.
+    tls = make_tls(tmp_path / "tls")
+    server = Nginx(tmp_path / "nginx-doc", tls, documented=True)
+    server.add_user(DOSSIER, USER, PASSWORD)
+    Repository(server.repo, home.key).refresh(DOSSIER)
+    large = make_wvz(tmp_path / "large", farmer, LARGEST_PART + 4096)
+    server.start()
+    try:
+        dest = WebDestination(server.base_url, store, farmer, tmp_path / "send-state",
+                              part_size=LARGEST_PART, settings=FAST, ca_bundle=tls.ca_cert)
+        sent = send(dest, large)
+    finally:
+        server.stop()
+    assert sent.detail["part_size"] == LARGEST_PART
+    assert part_puts(server.requests("PUT")) == {part_name(1): 1, part_name(2): 1}
+    assert parts_on_server(server.repo, large) == large.read_bytes()
+
+
+def test_parts_too_large_for_the_site_are_sent_smaller(home: Home, store: CredentialStore,
+                                                       farmer: SigningKey,
+                                                       tmp_path: Path) -> None:
+    # nginx without client_max_body_size takes bodies of 1 MiB at most (HTTP 413 above).
+    server = Nginx(tmp_path / "nginx", max_body="1m")
+    server.add_user(DOSSIER, USER, PASSWORD)
+    Repository(server.repo, home.key).refresh(DOSSIER)
+    packed = make_wvz(tmp_path / "packed", farmer, 3 * SMALLEST_PART - 1000)
+    server.start()
+    try:
+        dest = WebDestination(server.base_url, store, farmer, tmp_path / "send-state",
+                              settings=FAST)
+        sent = send(dest, packed)
+    finally:
+        server.stop()
+    # Parts of 8 MiB (the size a small file gets), 4 and 2 MiB refused, each at its first
+    # part (the relay may have sent the short second part of 2 MiB meanwhile).
+    puts = server.requests("PUT")
+    assert [path.rsplit("/", 1)[-1] for path, status in puts if status == 413] == \
+        [part_name(1)] * 3
+    assert sent.detail["part_size"] == SMALLEST_PART
+    assert sorted(part_puts(puts)) == [part_name(1), part_name(2), part_name(3)]
+    listed = json.loads((upload_path(server.repo, packed.name) / PARTS_NAME).read_bytes())
+    assert listed["part_size"] == SMALLEST_PART
+    assert parts_on_server(server.repo, packed) == packed.read_bytes()
+    report = collect(server.repo, tmp_path / "inbox", home.key)
+    assert [o.status for o in report.outcomes] == [Status.COLLECTED]
+
+
 # ---------------------------------------------------------------- a second real server
 
 
@@ -541,7 +591,7 @@ def test_cancel_stops_at_the_next_chunk_and_keeps_what_was_acknowledged(
     assert sorted(state.parts) == [1]
 
 
-@pytest.mark.parametrize(("status", "code"), [(507, "server-full"), (413, "server-full"),
+@pytest.mark.parametrize(("status", "code"), [(507, "server-full"), (413, "part-refused"),
                                               (404, "dossier-not-found"),
                                               (405, "upload-refused"),
                                               (500, "server-error")])

@@ -23,6 +23,9 @@ from typing import Any, Protocol
 PART_SIZE = 8 << 20
 LARGEST_PART = 64 << 20
 MOST_PARTS = 64
+# A site that refuses a part as too large (HTTP 413) is sent parts half that size, down to
+# this: nginx's own limit when its configuration sets none (client_max_body_size 1m).
+SMALLEST_PART = 1 << 20
 # Called with (bytes done, bytes total); cheap, may be called often.
 Progress = Callable[[int, int], None]
 

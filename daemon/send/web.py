@@ -33,7 +33,15 @@ from daemon.fsutil import atomic_writer
 from daemon.i18n import _
 from daemon.keys import SigningKey
 from daemon.naming import Kind, parse_name
-from daemon.send.base import Channel, Progress, SendError, SendJob, Sent, part_size_for
+from daemon.send.base import (
+    SMALLEST_PART,
+    Channel,
+    Progress,
+    SendError,
+    SendJob,
+    Sent,
+    part_size_for,
+)
 from daemon.send.parts import (
     MAX_PART_SIZE,
     MAX_PARTS,
@@ -117,6 +125,9 @@ MESSAGES: dict[str, str] = {
         "resume where this send stopped."),
     "server-full": N_(
         "The accountant's web site has no room for {file} ({detail}): ask your accountant."),
+    "part-refused": N_(
+        "The accountant's web site refuses the pieces of {file} as too large, even of 1 MB "
+        "({detail}): ask your accountant."),
     "server-busy": N_(
         "The accountant's web site is busy ({detail}). Sending again later will resume "
         "where this send stopped."),
@@ -528,7 +539,8 @@ class _Upload:
         self.done = sum(part_span(state.size, state.part_size, n)[1] for n in state.parts)
         self.parts_skipped = len(state.parts)
         self.progress(self.done, self.job.size)
-        self._send_missing_parts(state, count)
+        state = self._send_missing_parts(state)
+        count = part_count(state.size, state.part_size)
         parts = make_part_list(self.job.name, state.size, state.sha256, state.part_size,
                                [state.parts[n] for n in range(1, count + 1)], self.dest.key,
                                self.dest.now())
@@ -656,13 +668,38 @@ class _Upload:
             if status in (429, 503) or (status >= 500 and status not in (501, 505)):
                 raise self._status_failure(response)
 
-    def _send_missing_parts(self, state: UploadState, count: int) -> None:
-        """Send every part the note does not hold, trying again after transient failures."""
-        while missing := [n for n in range(1, count + 1) if n not in state.parts]:
+    def _send_missing_parts(self, state: UploadState) -> UploadState:
+        """Send every part the note does not hold, trying again after transient failures
+        and in smaller parts when the site refuses them as too large; return the note."""
+        while missing := [n for n in range(1, part_count(state.size, state.part_size) + 1)
+                          if n not in state.parts]:
             try:
                 self._relay(state, missing)
             except _Failure as failure:
-                self._give_up_unless_transient(failure)
+                smaller = self._in_smaller_parts(state) if failure.code == "part-refused" \
+                    else None
+                if smaller is None:
+                    self._give_up_unless_transient(failure)
+                else:
+                    state = smaller
+        return state
+
+    def _in_smaller_parts(self, state: UploadState) -> UploadState | None:
+        """Return a new note for the upload in parts half as large, or None when they are as
+        small as they go. There are more of them, under the same names: every part of the
+        old size already on the server is written over, none is left behind."""
+        size = max(SMALLEST_PART, state.part_size // 2)
+        if size >= state.part_size or part_count(state.size, size) > MAX_PARTS:
+            return None
+        log.info("web: the site refuses parts of %d bytes for %s; sending parts of %d",
+                 state.part_size, self.job.name, size)
+        smaller = UploadState(state.name, state.size, state.sha256, size, state.url)
+        with self.lock, self.note_lock:
+            self.done = 0
+            self.noted = 0
+            self._save(smaller, final=True)
+        self.progress(0, self.job.size)
+        return smaller
 
     def _relay(self, state: UploadState, numbers: list[int]) -> None:
         """Send these parts in a relay: a part sends its request as soon as the one before
@@ -829,7 +866,9 @@ class _Upload:
             return _Failure("dossier-not-found", detail)
         if status in (405, 501):
             return _Failure("upload-refused", detail)
-        if status in (413, 507):
+        if status == 413:
+            return _Failure("part-refused", detail)
+        if status == 507:
             return _Failure("server-full", detail)
         if status in (429, 503):
             return _Failure("server-busy", detail,
