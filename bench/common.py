@@ -61,6 +61,43 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def paired_ratio(reference: Sequence[float], measured: Sequence[float]) -> float:
+    """Return the median over rounds of reference time ÷ measured time, each round's two
+    runs taken side by side: a burst of load on the host hits both runs of a round, where
+    it would move only one of two separate medians."""
+    return statistics.median(r / m for r, m in zip(reference, measured, strict=True))
+
+
+class CpuSteal:
+    """Share of this machine's CPU time the host gave to others over a block (a virtual
+    machine's "steal" in /proc/stat; 0 elsewhere): above a few percent, throughput
+    figures move with the neighbours' load."""
+
+    def __init__(self) -> None:
+        self.share = 0.0
+        self._start: tuple[int, int] = (0, 0)
+
+    @staticmethod
+    def _ticks() -> tuple[int, int]:
+        """Return (stolen, total) CPU ticks since boot."""
+        try:
+            with open("/proc/stat", encoding="ascii") as stat:
+                fields = [int(value) for value in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return 0, 0
+        # user nice system idle iowait irq softirq steal [guest guest_nice: inside user]
+        return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+    def __enter__(self) -> CpuSteal:
+        self._start = self._ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stolen, total = (now - then for now, then in zip(self._ticks(), self._start,
+                                                         strict=True))
+        self.share = stolen / total if total > 0 else 0.0
+
+
 def timed(action: Callable[[], object]) -> float:
     """Run `action` once and return its wall time in seconds."""
     start = time.perf_counter()
