@@ -255,8 +255,8 @@ def measure(work: Path, size_mib: int, repeat: int) -> list[Row]:
             fmt_ratio(paired_ratio(curl_s, parts_s))),
         Row("  SHA-256 of the file, hashlib (passeur hashes each part; curl does not)",
             fmt_rate(size, hash_med)),
-        Row("  nginx's CPU time per run (passeur's bytes from the page cache by sendfile; "
-            "curl's read into its buffer)", f"{median(server['passeur']):.2f} s",
+        Row("  nginx's CPU time per run, passeur (reference: curl)",
+            f"{median(server['passeur']):.2f} s",
             f"{median(server['curl']):.2f} s"),
         Row("CPU time the host gave to other machines meanwhile (steal)",
             f"{steal.share:.0%}"),

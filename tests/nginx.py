@@ -136,6 +136,7 @@ http {{
             dav_methods PUT;
             create_full_put_path on;
             client_max_body_size {max_body};
+            client_body_buffer_size 1m;  # as docs/nginx-example.conf
             limit_except PUT HEAD {{ deny all; }}
         }}
         location ~ "^/passeur/(?<dossier>[A-Za-z0-9]{{1,20}})/[^/.][^/]*$" {{
