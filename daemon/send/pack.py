@@ -143,13 +143,13 @@ def estimate_packed_size(entries: Sequence[Entry]) -> int:
     the others at the ratio those reached on average."""
     by_size = sorted(entries, key=lambda entry: entry.state.size, reverse=True)
     sampled = by_size[:ESTIMATE_SAMPLES]
-    read = packed = 0
+    sampled_bytes = packed = 0
     for entry in sampled:
         ratio = _first_chunk_ratio(entry)
-        read += entry.state.size
+        sampled_bytes += entry.state.size
         packed += round(entry.state.size * ratio)
     rest = sum(entry.state.size for entry in by_size[ESTIMATE_SAMPLES:])
-    average = packed / read if read else 1.0
+    average = packed / sampled_bytes if sampled_bytes else 1.0
     names = sum(3 * len(entry.path.encode("utf-8")) + _MEMBER_OVERHEAD for entry in entries)
     return packed + round(rest * average) + names + _ARCHIVE_OVERHEAD
 

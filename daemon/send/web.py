@@ -676,12 +676,10 @@ class _Upload:
             try:
                 self._relay(state, missing)
             except _Failure as failure:
-                smaller = self._in_smaller_parts(state) if failure.code == "part-refused" \
-                    else None
-                if smaller is None:
-                    self._give_up_unless_transient(failure)
-                else:
+                if failure.code == "part-refused" and (smaller := self._in_smaller_parts(state)):
                     state = smaller
+                else:
+                    self._give_up_unless_transient(failure)
         return state
 
     def _in_smaller_parts(self, state: UploadState) -> UploadState | None:
@@ -694,10 +692,9 @@ class _Upload:
         log.info("web: the site refuses parts of %d bytes for %s; sending parts of %d",
                  state.part_size, self.job.name, size)
         smaller = UploadState(state.name, state.size, state.sha256, size, state.url)
-        with self.lock, self.note_lock:
-            self.done = 0
-            self.noted = 0
-            self._save(smaller, final=True)
+        # No part is under way: the relay ended every one before raising.
+        self.done = self.noted = 0
+        self._save(smaller, final=True)
         self.progress(0, self.job.size)
         return smaller
 
