@@ -34,7 +34,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -221,14 +223,16 @@ def measure(work: Path, size_mib: int, repeat: int) -> list[Row]:
         growth: list[float] = []
         with CpuSteal() as steal:
             for round_number in range(1, repeat + 1):
+                runs: dict[str, Callable[[], Any]] = {"curl": bench.curl,
+                                                      "passeur": bench.passeur}
+                results: dict[str, Any] = {}
                 # Each goes first every other round: neither always gets the warmer start.
                 for who in ("curl", "passeur") if round_number % 2 else ("passeur", "curl"):
                     before = bench.server_cpu()
-                    if who == "curl":
-                        curl_s.append(bench.curl())
-                    else:
-                        figures = bench.passeur()
+                    results[who] = runs[who]()
                     server[who].append(bench.server_cpu() - before)
+                curl_s.append(results["curl"])
+                figures = results["passeur"]
                 ours_s.append(figures["seconds"])
                 growth.append(figures["memory_growth"])
                 parts_s.append(bench.curl_parts(work / "curl-parts"))
