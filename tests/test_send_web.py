@@ -233,6 +233,15 @@ def test_a_finished_send_is_not_sent_again(nginx: Nginx, store: CredentialStore,
     assert sent.detail["parts_sent"] == 0
 
 
+def test_the_upload_note_is_the_users_alone(faults: FaultServer, store: CredentialStore,
+                                            farmer: SigningKey, wvz: Path,
+                                            tmp_path: Path) -> None:
+    send(destination(faults.base_url, store, farmer, tmp_path), wvz)
+    notes = tmp_path / "send-state"
+    assert notes.stat().st_mode & 0o777 == 0o700
+    assert (notes / f"{wvz.name}.json").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in notes.iterdir()] == [f"{wvz.name}.json"]  # no temp file left
+
 def parts_on_server(repo: Path, file: Path) -> bytes:
     """Return the parts an upload of `file` left on a server, end to end."""
     folder = upload_path(repo, file.name)

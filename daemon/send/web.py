@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -275,8 +274,7 @@ class UploadState:
     def save(self, path: Path, sync: bool = True) -> None:
         """Write the note (atomically; flushed to the disk when `sync`), private to the user."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with atomic_writer(path, created=lambda tmp: os.chmod(tmp, 0o600),
-                           sync=sync) as out:
+        with atomic_writer(path, sync=sync, private=True) as out:
             out.write(self.to_bytes())
 
 
