@@ -1,6 +1,6 @@
 """Benchmark of the web send (daemon/send/web.py) against `curl -T`, on a local nginx.
 
-    python -m bench.upload [--size-mib 1024] [--repeat 5] [--quick]
+    python -m bench.upload [--size-mib 1024] [--repeat 7] [--quick]
 
 One `.wvz` of --size-mib (1024, or 200 with --quick) is uploaded to nginx on 127.0.0.1
 (`dav_methods PUT`, `auth_basic`, as in docs/nginx-example.conf), alternating with
@@ -249,14 +249,20 @@ def measure(work: Path, size_mib: int, repeat: int) -> list[Row]:
     curl_med, ours_med = median(curl_s), median(ours_s)
     parts_med, hash_med = median(parts_s), median(hash_s)
     ours_ratio = paired_ratio(curl_s, ours_s)
+    rounds = [c / o for c, o in zip(curl_s, ours_s, strict=True)]
     return [
         Row(f"curl -T {fmt_mib(size)} (reference)", fmt_rate(size, curl_med)),
         Row(f"passeur, {fmt_mib(part_size_for(size))} parts + signed part list",
             fmt_rate(size, ours_med), fmt_rate(size, curl_med),
             fmt_ratio(ours_ratio), "≥ 0.90×", ours_ratio >= 0.9),
+        Row("  the rounds' own ratios, lowest and highest (how much the host moved them)",
+            f"{min(rounds):.2f}–{max(rounds):.2f}×"),
         Row("  curl -T of the same parts, one PUT each (the protocol without passeur)",
             fmt_rate(size, parts_med), fmt_rate(size, curl_med),
             fmt_ratio(paired_ratio(curl_s, parts_s))),
+        Row("  passeur against curl -T of the same parts (what passeur adds to the protocol)",
+            fmt_rate(size, ours_med), fmt_rate(size, parts_med),
+            fmt_ratio(paired_ratio(parts_s, ours_s))),
         Row("  SHA-256 of the file, hashlib (passeur hashes each part; curl does not)",
             fmt_rate(size, hash_med)),
         Row("  nginx's CPU time per run, passeur (reference: curl)",
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     require_tools("curl")
     size_mib = args.size_mib or (200 if args.quick else 1024)
-    repeat = args.repeat or (1 if args.quick else 5)
+    repeat = args.repeat or (1 if args.quick else 7)
     with scratch("upload") as work:
         rows = measure(work, size_mib, repeat)
     print_table(f"web send: {size_mib} MiB to nginx on 127.0.0.1 (rates: medians of "
