@@ -61,11 +61,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def round_ratios(reference: Sequence[float], measured: Sequence[float]) -> list[float]:
+    """Return each round's reference time ÷ measured time."""
+    return [r / m for r, m in zip(reference, measured, strict=True)]
+
+
 def paired_ratio(reference: Sequence[float], measured: Sequence[float]) -> float:
     """Return the median over rounds of reference time ÷ measured time, each round's two
     runs taken side by side: a burst of load on the host hits both runs of a round, where
     it would move only one of two separate medians."""
-    return statistics.median(r / m for r, m in zip(reference, measured, strict=True))
+    return statistics.median(round_ratios(reference, measured))
 
 
 class CpuSteal:

@@ -54,6 +54,7 @@ from bench.common import (
     paired_ratio,
     print_table,
     require_tools,
+    round_ratios,
     scratch,
 )
 from daemon.keys import SigningKey
@@ -249,7 +250,7 @@ def measure(work: Path, size_mib: int, repeat: int) -> list[Row]:
     curl_med, ours_med = median(curl_s), median(ours_s)
     parts_med, hash_med = median(parts_s), median(hash_s)
     ours_ratio = paired_ratio(curl_s, ours_s)
-    rounds = [c / o for c, o in zip(curl_s, ours_s, strict=True)]
+    rounds = round_ratios(curl_s, ours_s)
     return [
         Row(f"curl -T {fmt_mib(size)} (reference)", fmt_rate(size, curl_med)),
         Row(f"passeur, {fmt_mib(part_size_for(size))} parts + signed part list",
