@@ -242,6 +242,7 @@ def test_the_upload_note_is_the_users_alone(faults: FaultServer, store: Credenti
     assert (notes / f"{wvz.name}.json").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in notes.iterdir()] == [f"{wvz.name}.json"]  # no temp file left
 
+
 def parts_on_server(repo: Path, file: Path) -> bytes:
     """Return the parts an upload of `file` left on a server, end to end."""
     folder = upload_path(repo, file.name)
